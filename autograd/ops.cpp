@@ -1,0 +1,449 @@
+// The public op surface: broadcasting wrappers over the primitives, and composites written only
+// with primitives (no VJP of their own).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "autograd.hpp"
+#include "primitives.hpp"
+
+namespace tg {
+namespace {
+
+void need(const Tensor& t, const char* op) {
+  if (!t.defined()) throw Error(fmt::format("{}: got an undefined tensor", op));
+}
+
+Dtype promote(Dtype a, Dtype b) {
+  if (a == kFloat64 || b == kFloat64) return kFloat64;
+  if (a == kFloat32 || b == kFloat32) return kFloat32;
+  return kInt64;
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (x != y && x != 1 && y != 1)
+      throw Error(fmt::format("{}: shapes {} and {} cannot be broadcast (dim {}: {} vs {})", op, shape_str(a),
+                              shape_str(b), i, x, y));
+    out[i] = x == 1 ? y : x;
+  }
+  return out;
+}
+
+// Broadcasts x to s: leading size-1 dims by reshape, then the primitive expand.
+Tensor expand_to(const Tensor& x, const Shape& s) {
+  if (x.shape() == s) return x;
+  Tensor r = x;
+  if (size_t(x.dim()) < s.size()) {
+    Shape padded(s.size() - size_t(x.dim()), 1);
+    padded.insert(padded.end(), x.shape().begin(), x.shape().end());
+    r = prim::reshape(x, padded);
+  }
+  return prim::expand(r, s);
+}
+
+std::pair<Tensor, Tensor> broadcast(const Tensor& a, const Tensor& b, const char* op) {
+  need(a, op);
+  need(b, op);
+  Dtype d = promote(a.dtype(), b.dtype());
+  Shape s = broadcast_shapes(a.shape(), b.shape(), op);
+  Tensor x = a.dtype() == d ? a : prim::cast(a, d);
+  Tensor y = b.dtype() == d ? b : prim::cast(b, d);
+  return {expand_to(x, s), expand_to(y, s)};
+}
+
+Tensor scalar_like(const Tensor& t, double v) {
+  need(t, "scalar op");
+  Dtype d = t.dtype();
+  if (d == kInt64 && v != std::floor(v)) d = kFloat32;
+  return scalar_tensor(v, d);
+}
+
+int64_t wrap_dim(int64_t d, int64_t n, const char* op) {
+  int64_t r = d < 0 ? d + n : d;
+  if (r < 0 || r >= std::max<int64_t>(n, 1))
+    throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims", op, d, n));
+  return r;
+}
+
+std::vector<int64_t> wrap_dims(const std::vector<int64_t>& dims, int64_t n, const char* op) {
+  std::vector<int64_t> r;
+  if (dims.empty()) {
+    r.resize(size_t(n));
+    std::iota(r.begin(), r.end(), 0);
+    return r;
+  }
+  for (int64_t d : dims) r.push_back(wrap_dim(d, n, op));
+  std::sort(r.begin(), r.end());
+  if (std::adjacent_find(r.begin(), r.end()) != r.end())
+    throw Error(fmt::format("{}: dim listed twice in [{}]", op, fmt::join(dims, ", ")));
+  return r;
+}
+
+Shape drop_dims(const Shape& s, const std::vector<int64_t>& dims) {
+  Shape out;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (std::find(dims.begin(), dims.end(), int64_t(i)) == dims.end()) out.push_back(s[i]);
+  return out;
+}
+
+// Runs a keepdim primitive reduction and drops the reduced dims unless keepdim.
+template <typename F>
+Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op, F prim_fn) {
+  need(x, op);
+  auto d = wrap_dims(dims, x.dim(), op);
+  if (x.dim() == 0) return x;
+  Tensor y = prim_fn(x, d);
+  return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), d));
+}
+
+}  // namespace
+
+// ---- arithmetic ----
+Tensor operator+(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "add"); return prim::add(x, y); }
+Tensor operator-(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "sub"); return prim::sub(x, y); }
+Tensor operator*(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "mul"); return prim::mul(x, y); }
+Tensor operator/(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "div"); return prim::div(x, y); }
+Tensor operator+(const Tensor& a, double b) { return a + scalar_like(a, b); }
+Tensor operator-(const Tensor& a, double b) { return a - scalar_like(a, b); }
+Tensor operator*(const Tensor& a, double b) { return a * scalar_like(a, b); }
+Tensor operator/(const Tensor& a, double b) { return a / scalar_like(a, b); }
+Tensor operator+(double a, const Tensor& b) { return scalar_like(b, a) + b; }
+Tensor operator-(double a, const Tensor& b) { return scalar_like(b, a) - b; }
+Tensor operator*(double a, const Tensor& b) { return scalar_like(b, a) * b; }
+Tensor operator/(double a, const Tensor& b) { return scalar_like(b, a) / b; }
+
+Tensor neg(const Tensor& x) { need(x, "neg"); return prim::neg(x); }
+Tensor exp(const Tensor& x) { need(x, "exp"); return prim::exp(x); }
+Tensor log(const Tensor& x) { need(x, "log"); return prim::log(x); }
+Tensor sqrt(const Tensor& x) { need(x, "sqrt"); return prim::sqrt(x); }
+Tensor abs(const Tensor& x) { need(x, "abs"); return prim::abs(x); }
+Tensor tanh(const Tensor& x) { need(x, "tanh"); return prim::tanh(x); }
+Tensor sigmoid(const Tensor& x) { need(x, "sigmoid"); return prim::sigmoid(x); }
+Tensor relu(const Tensor& x) { need(x, "relu"); return prim::relu(x); }
+Tensor pow(const Tensor& x, double p) { need(x, "pow"); return prim::pow_scalar(x, p); }
+Tensor pow(const Tensor& x, const Tensor& p) { auto [a, b] = broadcast(x, p, "pow"); return prim::pow(a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "maximum"); return prim::maximum(x, y); }
+Tensor minimum(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "minimum"); return prim::minimum(x, y); }
+
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  need(x, "clamp");
+  if (lo > hi) throw Error(fmt::format("clamp: expected min <= max, got min={} max={}", lo, hi));
+  // where keeps a gradient of 1 at the bounds, as PyTorch's clamp does.
+  Tensor low = scalar_like(x, lo), high = scalar_like(x, hi);
+  return where(lt(x, low), low, where(gt(x, high), high, x));
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  need(cond, "where");
+  auto [x, y] = broadcast(a, b, "where");
+  Shape s = broadcast_shapes(cond.shape(), x.shape(), "where");
+  return prim::where(expand_to(cond.detach(), s), expand_to(x, s), expand_to(y, s));
+}
+
+#define TG_COMPARE(name, op)                                     \
+  Tensor name(const Tensor& a, const Tensor& b) {                \
+    auto [x, y] = broadcast(a.detach(), b.detach(), #name);      \
+    return prim::compare(x, y, prim::Cmp::op);                   \
+  }
+TG_COMPARE(eq, Eq)
+TG_COMPARE(ne, Ne)
+TG_COMPARE(lt, Lt)
+TG_COMPARE(le, Le)
+TG_COMPARE(gt, Gt)
+TG_COMPARE(ge, Ge)
+#undef TG_COMPARE
+
+// ---- reductions ----
+Tensor sum(const Tensor& x) { return sum(x, {}, false); }
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return reduce(x, dims, keepdim, "sum", [](const Tensor& t, const std::vector<int64_t>& d) { return prim::sum(t, d); });
+}
+Tensor mean(const Tensor& x) { return mean(x, {}, false); }
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  need(x, "mean");
+  if (!is_floating(x.dtype())) throw Error("mean: expected a floating tensor, got int64");
+  int64_t count = 1;
+  for (int64_t d : wrap_dims(dims, x.dim(), "mean")) count *= x.size(d);
+  return sum(x, dims, keepdim) / double(count);
+}
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
+  need(x, "var");
+  int64_t count = 1;
+  for (int64_t d : wrap_dims(dims, x.dim(), "var")) count *= x.size(d);
+  Tensor centered = x - mean(x, dims, true);
+  return sum(centered * centered, dims, keepdim) / double(std::max<int64_t>(count - (unbiased ? 1 : 0), 0));
+}
+Tensor std(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
+  return sqrt(var(x, dims, unbiased, keepdim));
+}
+Tensor max(const Tensor& x) { return max(x, {}, false); }
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return reduce(x, dims, keepdim, "max", [](const Tensor& t, const std::vector<int64_t>& d) { return prim::amax(t, d); });
+}
+Tensor min(const Tensor& x) { return min(x, {}, false); }
+Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return -max(-x, dims, keepdim); }
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  need(x, "argmax");
+  int64_t d = wrap_dim(dim, x.dim(), "argmax");
+  if (x.dim() == 0) return zeros({}, kInt64);
+  Tensor y = prim::argmax(x.detach(), d);
+  return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), {d}));
+}
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return argmax(-x.detach(), dim, keepdim); }
+
+// ---- movement ----
+Tensor reshape(const Tensor& x, const Shape& s) {
+  need(x, "reshape");
+  Shape r = s;
+  int64_t infer = -1, known = 1;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (r[i] == -1) {
+      if (infer >= 0) throw Error(fmt::format("reshape: only one dim can be -1, got {}", shape_str(s)));
+      infer = int64_t(i);
+    } else if (r[i] < 0) {
+      throw Error(fmt::format("reshape: invalid size in {}", shape_str(s)));
+    } else {
+      known *= r[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || x.numel() % known != 0)
+      throw Error(fmt::format("reshape: shape {} is invalid for input of shape {}", shape_str(s), shape_str(x.shape())));
+    r[size_t(infer)] = x.numel() / known;
+  }
+  if (r == x.shape()) return x;
+  return prim::reshape(x, r);
+}
+Tensor view(const Tensor& x, const Shape& s) { return reshape(x, s); }
+Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
+  need(x, "permute");
+  std::vector<int64_t> d;
+  for (int64_t v : dims) d.push_back(v < 0 ? v + x.dim() : v);
+  bool identity = true;
+  for (size_t i = 0; i < d.size(); ++i) identity = identity && d[i] == int64_t(i);
+  if (identity && int64_t(d.size()) == x.dim()) return x;
+  return prim::permute(x, d);
+}
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
+  need(x, "transpose");
+  d0 = wrap_dim(d0, x.dim(), "transpose");
+  d1 = wrap_dim(d1, x.dim(), "transpose");
+  std::vector<int64_t> p(size_t(x.dim()));
+  std::iota(p.begin(), p.end(), 0);
+  std::swap(p[size_t(d0)], p[size_t(d1)]);
+  return permute(x, p);
+}
+Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
+  need(x, "flatten");
+  if (x.dim() == 0) return reshape(x, {1});
+  int64_t s = wrap_dim(start_dim, x.dim(), "flatten"), e = wrap_dim(end_dim, x.dim(), "flatten");
+  if (s > e) throw Error(fmt::format("flatten: start_dim {} comes after end_dim {}", start_dim, end_dim));
+  Shape out(x.shape().begin(), x.shape().begin() + s);
+  int64_t m = 1;
+  for (int64_t i = s; i <= e; ++i) m *= x.size(i);
+  out.push_back(m);
+  out.insert(out.end(), x.shape().begin() + e + 1, x.shape().end());
+  return reshape(x, out);
+}
+Tensor unsqueeze(const Tensor& x, int64_t d) {
+  need(x, "unsqueeze");
+  int64_t r = d < 0 ? d + x.dim() + 1 : d;
+  if (r < 0 || r > x.dim())
+    throw Error(fmt::format("unsqueeze: dim {} out of range for a tensor with {} dims", d, x.dim()));
+  Shape s = x.shape();
+  s.insert(s.begin() + r, 1);
+  return prim::reshape(x, s);
+}
+Tensor squeeze(const Tensor& x) {
+  need(x, "squeeze");
+  Shape s;
+  for (int64_t v : x.shape())
+    if (v != 1) s.push_back(v);
+  return reshape(x, s);
+}
+Tensor squeeze(const Tensor& x, int64_t d) {
+  need(x, "squeeze");
+  if (x.dim() == 0) return x;
+  int64_t r = wrap_dim(d, x.dim(), "squeeze");
+  if (x.size(r) != 1) return x;
+  Shape s = x.shape();
+  s.erase(s.begin() + r);
+  return reshape(x, s);
+}
+Tensor expand(const Tensor& x, const Shape& s) {
+  need(x, "expand");
+  if (s.size() < size_t(x.dim()))
+    throw Error(fmt::format("expand: target {} has fewer dims than the input {}", shape_str(s), shape_str(x.shape())));
+  Shape t = s;
+  const size_t lead = s.size() - size_t(x.dim());
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i] == -1) {
+      if (i < lead) throw Error(fmt::format("expand: -1 is not allowed in a new leading dim ({})", shape_str(s)));
+      t[i] = x.shape()[i - lead];
+    }
+  return expand_to(x, t);
+}
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
+  need(x, "pad");
+  if (pads.size() % 2 != 0 || pads.size() / 2 > size_t(x.dim()))
+    throw Error(fmt::format("pad: expected an even number of pads, at most 2 per dim of {}, got [{}]",
+                            shape_str(x.shape()), fmt::join(pads, ", ")));
+  std::vector<int64_t> before(size_t(x.dim()), 0), after(size_t(x.dim()), 0);
+  for (size_t i = 0; i < pads.size() / 2; ++i) {
+    before[size_t(x.dim()) - 1 - i] = pads[2 * i];
+    after[size_t(x.dim()) - 1 - i] = pads[2 * i + 1];
+  }
+  return prim::pad(x, before, after, value);
+}
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  need(x, "slice");
+  int64_t d = wrap_dim(dim, x.dim(), "slice");
+  if (step <= 0) throw Error(fmt::format("slice: step must be positive, got {}", step));
+  const int64_t n = x.size(d);
+  auto clampi = [n](int64_t v) { return std::clamp(v < 0 ? v + n : v, int64_t(0), n); };
+  int64_t s = clampi(start), e = std::max(clampi(end), clampi(start));
+  if (s == 0 && e == n && step == 1) return x;
+  return prim::slice(x, d, s, e, step);
+}
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+  need(x, "narrow");
+  int64_t d = wrap_dim(dim, x.dim(), "narrow");
+  int64_t s = start < 0 ? start + x.size(d) : start;
+  if (s < 0 || length < 0 || s + length > x.size(d))
+    throw Error(fmt::format("narrow: start {} and length {} exceed dim {} of size {}", start, length, dim, x.size(d)));
+  return slice(x, d, s, s + length, 1);
+}
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+  if (xs.size() == 1) return xs[0];
+  return prim::cat(xs, dim);
+}
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
+  if (xs.empty()) throw Error("stack: expected a non-empty list of tensors");
+  std::vector<Tensor> u;
+  for (const Tensor& x : xs) {
+    need(x, "stack");
+    if (x.shape() != xs[0].shape())
+      throw Error(fmt::format("stack: expected equal shapes, got {} and {}", shape_str(xs[0].shape()),
+                              shape_str(x.shape())));
+    u.push_back(unsqueeze(x, dim));
+  }
+  return cat(u, dim < 0 ? dim + xs[0].dim() + 1 : dim);
+}
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+  need(x, "split");
+  if (split_size <= 0) throw Error(fmt::format("split: split_size must be positive, got {}", split_size));
+  int64_t d = wrap_dim(dim, x.dim(), "split");
+  std::vector<Tensor> out;
+  for (int64_t s = 0; s < x.size(d) || (s == 0 && x.size(d) == 0); s += split_size) {
+    out.push_back(slice(x, d, s, std::min(s + split_size, x.size(d)), 1));
+    if (x.size(d) == 0) break;
+  }
+  return out;
+}
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  need(x, "chunk");
+  if (chunks <= 0) throw Error(fmt::format("chunk: chunks must be positive, got {}", chunks));
+  int64_t d = wrap_dim(dim, x.dim(), "chunk");
+  return split(x, std::max<int64_t>(1, (x.size(d) + chunks - 1) / chunks), d);
+}
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  need(x, "gather");
+  return prim::gather(x, wrap_dim(dim, x.dim(), "gather"), index);
+}
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  need(x, "index_select");
+  return prim::index_select(x, wrap_dim(dim, x.dim(), "index_select"), index);
+}
+
+// ---- matmul (torch.matmul's rules) ----
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  need(a, "matmul");
+  need(b, "matmul");
+  if (a.dim() == 0 || b.dim() == 0)
+    throw Error(fmt::format("matmul: both operands need at least 1 dim, got {} and {}", shape_str(a.shape()),
+                            shape_str(b.shape())));
+  Dtype dt = promote(a.dtype(), b.dtype());
+  Tensor x = a.dtype() == dt ? a : prim::cast(a, dt);
+  Tensor y = b.dtype() == dt ? b : prim::cast(b, dt);
+  const bool a1 = x.dim() == 1, b1 = y.dim() == 1;
+  if (a1) x = unsqueeze(x, 0);
+  if (b1) y = unsqueeze(y, 1);
+  Tensor out;
+  if (y.dim() == 2 && x.dim() > 2) {
+    // [..., m, k] @ [k, n]: fold the batch into the GEMM's rows (one large GEMM).
+    Shape lead(x.shape().begin(), x.shape().end() - 1);
+    Tensor flat = reshape(x, {-1, x.size(-1)});
+    out = prim::matmul(flat, y, false, false);
+    lead.push_back(y.size(1));
+    out = reshape(out, lead);
+  } else {
+    Shape ba(x.shape().begin(), x.shape().end() - 2), bb(y.shape().begin(), y.shape().end() - 2);
+    Shape batch = broadcast_shapes(ba, bb, "matmul");
+    Shape sa = batch, sb = batch;
+    sa.insert(sa.end(), x.shape().end() - 2, x.shape().end());
+    sb.insert(sb.end(), y.shape().end() - 2, y.shape().end());
+    out = prim::matmul(expand_to(x, sa), expand_to(y, sb), false, false);
+  }
+  if (a1) out = squeeze(out, -2);
+  if (b1) out = squeeze(out, -1);
+  return out;
+}
+
+Tensor unfold(const Tensor& x, const WindowOptions& o) { return prim::unfold(x, o); }
+Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o) {
+  return prim::fold(cols, output_size, o);
+}
+
+// ---- Tensor methods ----
+Tensor Tensor::to(Dtype d) const {
+  need(*this, "to");
+  return d == dtype() ? *this : prim::cast(*this, d);
+}
+Tensor Tensor::clone() const {
+  need(*this, "clone");
+  return prim::cast(*this, dtype());  // a differentiable copy into fresh storage
+}
+Tensor Tensor::operator-() const { return neg(*this); }
+Tensor Tensor::sum() const { return tg::sum(*this); }
+Tensor Tensor::sum(const std::vector<int64_t>& d, bool k) const { return tg::sum(*this, d, k); }
+Tensor Tensor::mean() const { return tg::mean(*this); }
+Tensor Tensor::mean(const std::vector<int64_t>& d, bool k) const { return tg::mean(*this, d, k); }
+Tensor Tensor::max() const { return tg::max(*this); }
+Tensor Tensor::max(const std::vector<int64_t>& d, bool k) const { return tg::max(*this, d, k); }
+Tensor Tensor::min() const { return tg::min(*this); }
+Tensor Tensor::min(const std::vector<int64_t>& d, bool k) const { return tg::min(*this, d, k); }
+Tensor Tensor::argmax(int64_t d, bool k) const { return tg::argmax(*this, d, k); }
+Tensor Tensor::reshape(const Shape& s) const { return tg::reshape(*this, s); }
+Tensor Tensor::view(const Shape& s) const { return tg::view(*this, s); }
+Tensor Tensor::permute(const std::vector<int64_t>& d) const { return tg::permute(*this, d); }
+Tensor Tensor::transpose(int64_t a, int64_t b) const { return tg::transpose(*this, a, b); }
+Tensor Tensor::t() const {
+  if (dim() > 2) throw Error(fmt::format("t: expected a tensor with at most 2 dims, got {}", shape_str(shape())));
+  return dim() < 2 ? *this : tg::transpose(*this, 0, 1);
+}
+Tensor Tensor::flatten(int64_t s, int64_t e) const { return tg::flatten(*this, s, e); }
+Tensor Tensor::unsqueeze(int64_t d) const { return tg::unsqueeze(*this, d); }
+Tensor Tensor::squeeze() const { return tg::squeeze(*this); }
+Tensor Tensor::squeeze(int64_t d) const { return tg::squeeze(*this, d); }
+Tensor Tensor::expand(const Shape& s) const { return tg::expand(*this, s); }
+Tensor Tensor::narrow(int64_t d, int64_t s, int64_t l) const { return tg::narrow(*this, d, s, l); }
+Tensor Tensor::pow(double p) const { return tg::pow(*this, p); }
+Tensor Tensor::pow(const Tensor& p) const { return tg::pow(*this, p); }
+Tensor Tensor::exp() const { return tg::exp(*this); }
+Tensor Tensor::log() const { return tg::log(*this); }
+Tensor Tensor::sqrt() const { return tg::sqrt(*this); }
+Tensor Tensor::abs() const { return tg::abs(*this); }
+Tensor Tensor::tanh() const { return tg::tanh(*this); }
+Tensor Tensor::sigmoid() const { return tg::sigmoid(*this); }
+Tensor Tensor::relu() const { return tg::relu(*this); }
+Tensor Tensor::clamp(double lo, double hi) const { return tg::clamp(*this, lo, hi); }
+Tensor Tensor::matmul(const Tensor& o) const { return tg::matmul(*this, o); }
+
+}  // namespace tg

@@ -1,0 +1,69 @@
+#pragma once
+/// The closed set of primitives. Each is one function in autograd/prim_*.cpp that validates its
+/// inputs, computes the forward, and records its VJP beside it, written with differentiable ops
+/// (so create_graph gives second derivatives). Everything else in tapegrad (broadcasting,
+/// mean, softmax, convolution, pooling, norms, losses) is composed from these.
+///
+/// Binary primitives take equal shapes and dtypes; the public wrappers in ops.cpp broadcast by
+/// inserting expand, whose VJP (sum_to) is the one place a gradient is reduced to a shape.
+/// Adding a primitive needs a reason in docs/design.md.
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace tg::prim {
+
+// ---- elementwise unary (prim_elementwise.cpp) ----
+Tensor neg(const Tensor& x);                    // -g
+Tensor exp(const Tensor& x);                    // g * out
+Tensor log(const Tensor& x);                    // g / x
+Tensor sqrt(const Tensor& x);                   // g / (2 out)
+Tensor abs(const Tensor& x);                    // g * sign(x)
+Tensor tanh(const Tensor& x);                   // g * (1 - out^2)
+Tensor sigmoid(const Tensor& x);                // g * out * (1 - out)
+Tensor relu(const Tensor& x);                   // g * (x > 0)
+Tensor pow_scalar(const Tensor& x, double p);   // g * p * x^(p-1)
+Tensor cast(const Tensor& x, Dtype d);          // cast(g, x.dtype)
+
+// ---- elementwise binary on equal shapes (prim_elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);      // g, g
+Tensor sub(const Tensor& a, const Tensor& b);      // g, -g
+Tensor mul(const Tensor& a, const Tensor& b);      // g b, g a
+Tensor div(const Tensor& a, const Tensor& b);      // g / b, -g a / b^2
+Tensor pow(const Tensor& a, const Tensor& b);      // g b a^(b-1), g out log(a)
+Tensor maximum(const Tensor& a, const Tensor& b);  // g [a > b] + g/2 [a == b], and the mirror
+Tensor minimum(const Tensor& a, const Tensor& b);
+
+// ---- comparisons and selection (no gradient to comparisons or to the condition) ----
+enum class Cmp { Eq, Ne, Lt, Le, Gt, Ge };
+Tensor compare(const Tensor& a, const Tensor& b, Cmp op);          // 0/1 in a's dtype
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // where(c, g, 0), where(c, 0, g)
+
+// ---- reductions over dims (prim_reduce.cpp); sorted unique non-negative dims, keepdim shape out ----
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims);   // expand(g, x.shape)
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims);  // g spread equally over the maxima
+Tensor argmax(const Tensor& x, int64_t dim);                     // int64, keepdim shape; no gradient
+
+// ---- movement (prim_movement.cpp) ----
+Tensor reshape(const Tensor& x, const Shape& s);             // reshape(g, x.shape); shares storage
+Tensor permute(const Tensor& x, const std::vector<int64_t>& perm);  // permute(g, inverse)
+Tensor expand(const Tensor& x, const Shape& s);              // sum_to(g, x.shape); x.dim() == s.size()
+Tensor sum_to(const Tensor& g, const Shape& s);              // adjoint of expand: expand(g, s)
+Tensor pad(const Tensor& x, const std::vector<int64_t>& before, const std::vector<int64_t>& after,
+           double value);                                    // slice of g
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step);  // slice_backward
+Tensor slice_backward(const Tensor& g, const Shape& in_shape, int64_t dim, int64_t start, int64_t step);  // slice
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim);      // slices of g
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);  // scatter_add(g)
+Tensor scatter_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Tensor& index);  // gather
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index_add(g)
+Tensor index_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Tensor& index);  // index_select
+
+// ---- matmul (prim_matmul.cpp): op(a) @ op(b) over equal batch dims, op = transpose if flag ----
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+
+// ---- windows (prim_window.cpp): im2col and its adjoint col2im ----
+Tensor unfold(const Tensor& x, const WindowOptions& o);                          // fold(g)
+Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o);  // unfold(g)
+
+}  // namespace tg::prim

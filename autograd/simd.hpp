@@ -1,0 +1,15 @@
+#pragma once
+// Internal: vectorised transcendental kernels (xsimd), y[i] = f(x[i]) for i < n.
+#include <cstdint>
+
+namespace tg::simd {
+#define TG_SIMD_DECL(name)                                   \
+  void name(const float* x, float* y, int64_t n);           \
+  void name(const double* x, double* y, int64_t n);
+TG_SIMD_DECL(exp)
+TG_SIMD_DECL(log)
+TG_SIMD_DECL(sqrt)
+TG_SIMD_DECL(tanh)
+TG_SIMD_DECL(sigmoid)
+#undef TG_SIMD_DECL
+}  // namespace tg::simd

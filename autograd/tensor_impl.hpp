@@ -1,0 +1,69 @@
+#pragma once
+// Internal: what a Tensor handle points to. Not part of the public API.
+#include <atomic>
+#include <cstddef>
+#include <memory>
+
+#include "tensor.hpp"
+
+namespace tg {
+
+/// A block of memory from the caching allocator (autograd/storage.cpp).
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  Storage(size_t nbytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  int64_t numel = 0;
+  Dtype dtype = kFloat32;
+  bool requires_grad = false;              // leaves only; a non-leaf requires grad iff grad_fn
+  std::shared_ptr<Node> grad_fn;           // the node that made this tensor (non-leaf)
+  std::shared_ptr<Node> grad_accumulator;  // leaf requiring grad: where its gradient lands
+  Tensor grad;
+
+  void* data() const { return storage ? storage->data : nullptr; }
+};
+
+namespace detail {
+/// A fresh, uninitialised tensor of shape s.
+Tensor make_tensor(const Shape& s, Dtype d);
+/// A tensor sharing `storage` with shape s (numel must fit).
+Tensor make_alias(const std::shared_ptr<Storage>& storage, const Shape& s, Dtype d);
+/// Bytes held by live storages (not counting the allocator's cache).
+size_t live_bytes();
+/// Bytes the caching allocator keeps for reuse.
+size_t cached_bytes();
+/// Returns every cached block to the system.
+void empty_cache();
+}  // namespace detail
+
+template <typename T>
+inline T* typed(const Tensor& t) {
+  return static_cast<T*>(t.impl()->data());
+}
+
+/// Calls f(T{}) with T the C++ type of d: float, double or int64_t.
+template <typename F>
+decltype(auto) dispatch(Dtype d, F&& f) {
+  switch (d) {
+    case Dtype::Float32: return f(float{});
+    case Dtype::Float64: return f(double{});
+    default: return f(int64_t{});
+  }
+}
+/// Same for floating dtypes only; int64 throws naming `op`.
+template <typename F>
+decltype(auto) dispatch_floating(Dtype d, const char* op, F&& f) {
+  if (d == Dtype::Int64) throw Error(std::string(op) + ": expected a floating tensor (float32 or float64), got int64");
+  if (d == Dtype::Float32) return f(float{});
+  return f(double{});
+}
+
+}  // namespace tg

@@ -1,0 +1,8 @@
+#pragma once
+/// tapegrad: reverse-mode automatic differentiation with a dynamic tape, in C++17.
+/// One include for everything; link the CMake target tapegrad::tapegrad.
+#include "autograd/autograd.hpp"
+#include "autograd/dtype.hpp"
+#include "autograd/error.hpp"
+#include "autograd/gradcheck.hpp"
+#include "autograd/tensor.hpp"
