@@ -1,1 +1,249 @@
+// Table-driven op tests: every row is run against PyTorch's golden values (forward and the
+// gradients of sum(out * R)) in float64 and float32, then through gradcheck and gradgradcheck.
 #include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+#include <tapegrad.hpp>
+
+#include "golden_io.hpp"
+
+using tg::Tensor;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+namespace {
+
+std::map<std::string, Fn> make_table() {
+  std::map<std::string, Fn> t;
+  auto u = [](auto f) { return Fn([f](const std::vector<Tensor>& in) { return f(in[0]); }); };
+  auto b = [](auto f) { return Fn([f](const std::vector<Tensor>& in) { return f(in[0], in[1]); }); };
+  for (std::string tag : {"", "_size1", "_0d", "_3d"}) {
+    t["neg" + tag] = u([](const Tensor& x) { return -x; });
+    t["exp" + tag] = u([](const Tensor& x) { return tg::exp(x); });
+    t["log" + tag] = u([](const Tensor& x) { return tg::log(x); });
+    t["sqrt" + tag] = u([](const Tensor& x) { return tg::sqrt(x); });
+    t["abs" + tag] = u([](const Tensor& x) { return tg::abs(x); });
+    t["tanh" + tag] = u([](const Tensor& x) { return tg::tanh(x); });
+    t["sigmoid" + tag] = u([](const Tensor& x) { return tg::sigmoid(x); });
+    t["relu" + tag] = u([](const Tensor& x) { return tg::relu(x); });
+  }
+  t["pow_2"] = u([](const Tensor& x) { return x.pow(2); });
+  t["pow_3"] = u([](const Tensor& x) { return x.pow(3); });
+  t["pow_half"] = u([](const Tensor& x) { return x.pow(0.5); });
+  t["pow_neg1_5"] = u([](const Tensor& x) { return x.pow(-1.5); });
+  t["clamp"] = u([](const Tensor& x) { return tg::clamp(x, -0.5, 0.7); });
+  for (std::string tag : {"", "_bcast", "_bcast_rank", "_0d", "_size1"}) {
+    t["add" + tag] = b([](const Tensor& x, const Tensor& y) { return x + y; });
+    t["sub" + tag] = b([](const Tensor& x, const Tensor& y) { return x - y; });
+    t["mul" + tag] = b([](const Tensor& x, const Tensor& y) { return x * y; });
+    t["div" + tag] = b([](const Tensor& x, const Tensor& y) { return x / y; });
+    t["pow" + tag] = b([](const Tensor& x, const Tensor& y) { return tg::pow(x, y); });
+    t["maximum" + tag] = b([](const Tensor& x, const Tensor& y) { return tg::maximum(x, y); });
+    t["minimum" + tag] = b([](const Tensor& x, const Tensor& y) { return tg::minimum(x, y); });
+  }
+  t["add_scalar"] = u([](const Tensor& x) { return x + 2.5; });
+  t["rsub_scalar"] = u([](const Tensor& x) { return 2.5 - x; });
+  t["mul_scalar"] = u([](const Tensor& x) { return x * -1.5; });
+  t["div_scalar"] = u([](const Tensor& x) { return x / 3.0; });
+  t["rdiv_scalar"] = u([](const Tensor& x) { return 2.0 / x; });
+  auto where = Fn([](const std::vector<Tensor>& in) {
+    return tg::where(tg::gt(in[0], tg::zeros({}, in[0].dtype())), in[1], in[2]);
+  });
+  t["where"] = where;
+  t["where_bcast"] = where;
+
+  t["sum_all"] = u([](const Tensor& x) { return x.sum(); });
+  t["sum_dim1"] = u([](const Tensor& x) { return x.sum({1}); });
+  t["sum_dims02_keep"] = u([](const Tensor& x) { return x.sum({0, 2}, true); });
+  t["sum_neg_dim"] = u([](const Tensor& x) { return x.sum({-1}); });
+  t["sum_long_row"] = u([](const Tensor& x) { return x.sum({1}); });
+  t["mean_all"] = u([](const Tensor& x) { return x.mean(); });
+  t["mean_dims"] = u([](const Tensor& x) { return x.mean({1, 2}); });
+  t["var_unbiased"] = u([](const Tensor& x) { return tg::var(x, {1}); });
+  t["var_biased_keep"] = u([](const Tensor& x) { return tg::var(x, {0, 1}, false, true); });
+  t["std_dim"] = u([](const Tensor& x) { return tg::std(x, {0}); });
+  t["amax_all"] = u([](const Tensor& x) { return x.max(); });
+  t["amax_dim1"] = u([](const Tensor& x) { return x.max({1}); });
+  t["amax_dims_keep"] = u([](const Tensor& x) { return x.max({0, 2}, true); });
+  t["amin_dim0"] = u([](const Tensor& x) { return x.min({0}); });
+  t["amax_ties"] = u([](const Tensor& x) { return x.max({1}); });
+
+  t["reshape"] = u([](const Tensor& x) { return x.reshape({4, 6}); });
+  t["reshape_infer"] = u([](const Tensor& x) { return x.reshape({-1, 4}); });
+  t["permute"] = u([](const Tensor& x) { return x.permute({2, 0, 1}); });
+  t["transpose"] = u([](const Tensor& x) { return x.transpose(0, 2); });
+  t["flatten"] = u([](const Tensor& x) { return x.flatten(1); });
+  t["unsqueeze"] = u([](const Tensor& x) { return x.unsqueeze(1); });
+  t["squeeze"] = u([](const Tensor& x) { return x.squeeze(1); });
+  t["expand"] = u([](const Tensor& x) { return x.expand({2, 3, 4}); });
+  t["pad_last"] = u([](const Tensor& x) { return tg::pad(x, {1, 2}); });
+  t["pad_2d_value"] = u([](const Tensor& x) { return tg::pad(x, {1, 0, 2, 1}, 0.5); });
+  t["slice_step"] = u([](const Tensor& x) { return tg::slice(x, 1, 1, 6, 2); });
+  t["slice_neg"] = u([](const Tensor& x) { return tg::slice(x, 0, -2, 5); });
+  t["narrow"] = u([](const Tensor& x) { return x.narrow(1, 1, 2); });
+  t["cat_dim0"] = b([](const Tensor& x, const Tensor& y) { return tg::cat({x, y}, 0); });
+  t["cat_dim1"] = Fn([](const std::vector<Tensor>& in) { return tg::cat(in, 1); });
+  t["stack"] = b([](const Tensor& x, const Tensor& y) { return tg::stack({x, y}, 1); });
+  t["split_piece"] = u([](const Tensor& x) { return tg::split(x, 2, 1)[1]; });
+  t["chunk_piece"] = u([](const Tensor& x) { return tg::chunk(x, 3, 0)[2]; });
+  t["gather"] = b([](const Tensor& x, const Tensor& i) { return tg::gather(x, 1, i); });
+  t["gather_dim0"] = b([](const Tensor& x, const Tensor& i) { return tg::gather(x, 0, i); });
+  t["index_select"] = b([](const Tensor& x, const Tensor& i) { return tg::index_select(x, 0, i); });
+  t["index_select_dim1"] = b([](const Tensor& x, const Tensor& i) { return tg::index_select(x, 1, i); });
+
+  auto mm = b([](const Tensor& x, const Tensor& y) { return tg::matmul(x, y); });
+  for (const char* n : {"matmul_2d", "matmul_1d_2d", "matmul_2d_1d", "matmul_1d_1d", "matmul_batched",
+                        "matmul_bcast_batch", "matmul_3d_2d", "matmul_size1"})
+    t[n] = mm;
+
+  t["unfold2d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3})); });
+  t["unfold2d_stride_pad"] = u([](const Tensor& x) {
+    return tg::unfold(x, tg::WindowOptions({3, 2}).stride({2}).padding({1}));
+  });
+  t["unfold2d_dilation"] = u([](const Tensor& x) {
+    return tg::unfold(x, tg::WindowOptions({2}).dilation({2}).padding({1}));
+  });
+  t["unfold1d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3}).stride({2}).padding({1})); });
+  t["unfold3d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({2}).padding({1})); });
+  t["fold2d"] = u([](const Tensor& c) { return tg::fold(c, {4, 5}, tg::WindowOptions({3}).padding({1})); });
+  t["fold2d_stride"] = u([](const Tensor& c) { return tg::fold(c, {5, 5}, tg::WindowOptions({2}).stride({2})); });
+  return t;
+}
+
+const std::vector<golden::Case>& cases() {
+  static const std::vector<golden::Case> c = golden::load(std::string(TAPEGRAD_GOLDEN_DIR) + "/ops.txt");
+  return c;
+}
+
+// Largest violation of |a - b| <= atol + rtol |b|, as a ratio (<= 1 passes).
+double mismatch(const Tensor& a, const Tensor& b, double atol, double rtol) {
+  auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double err = std::abs(x[i] - y[i]) / (atol + rtol * std::abs(y[i]));
+    if (!(err <= worst)) worst = err;  // NaN-aware
+  }
+  return worst;
+}
+
+// Runs one case in `dtype`: forward against the golden output, gradients of sum(out * R).
+void check_against_golden(const golden::Case& c, const Fn& fn, tg::Dtype dtype, double atol, double rtol) {
+  std::vector<Tensor> xs;
+  std::vector<Tensor> wrt;
+  for (const Tensor& g : c.inputs) {
+    if (g.dtype() == tg::kInt64) {
+      xs.push_back(g);
+      continue;
+    }
+    xs.push_back(g.to(dtype).detach().clone().requires_grad_());
+    wrt.push_back(xs.back());
+  }
+  Tensor y = fn(xs);
+  REQUIRE(y.defined());
+  CHECK(y.dtype() == dtype);
+  REQUIRE_MESSAGE(y.shape() == c.output.shape(), "shape ", tg::shape_str(y.shape()), " vs torch ",
+                  tg::shape_str(c.output.shape()));
+  CHECK_MESSAGE(mismatch(y, c.output, atol, rtol) <= 1.0, "forward differs from PyTorch: ", y, " vs ", c.output);
+  Tensor loss = (y * c.weight.to(dtype)).sum();
+  auto grads = tg::autograd::grad({loss}, wrt, {}, 0, false, /*allow_unused=*/true);
+  REQUIRE(grads.size() == c.grads.size());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Tensor g = grads[i].defined() ? grads[i] : tg::zeros(wrt[i].shape(), dtype);
+    REQUIRE(g.shape() == c.grads[i].shape());
+    CHECK_MESSAGE(mismatch(g, c.grads[i], atol, rtol) <= 1.0, "gradient of input ", i, " differs from PyTorch: ", g,
+                  " vs ", c.grads[i]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("golden: every PyTorch case has a row and every row a case") {
+  auto table = make_table();
+  std::set<std::string> names;
+  for (const auto& c : cases()) {
+    names.insert(c.name);
+    CHECK_MESSAGE(table.count(c.name) == 1, "no C++ row for golden case ", c.name);
+  }
+  for (const auto& [name, fn] : table) CHECK_MESSAGE(names.count(name) == 1, "row without golden values: ", name);
+  CHECK(cases().size() >= 100);
+}
+
+TEST_CASE("golden: forward and gradients match PyTorch in float64") {
+  auto table = make_table();
+  for (const auto& c : cases()) {
+    INFO("case ", c.name);
+    if (table.count(c.name)) check_against_golden(c, table.at(c.name), tg::kFloat64, 1e-10, 1e-9);
+  }
+}
+
+TEST_CASE("golden: forward and gradients match PyTorch in float32") {
+  auto table = make_table();
+  for (const auto& c : cases()) {
+    INFO("case ", c.name);
+    if (table.count(c.name)) check_against_golden(c, table.at(c.name), tg::kFloat32, 3e-5, 3e-4);
+  }
+}
+
+TEST_CASE("golden: gradcheck and gradgradcheck in float64") {
+  auto table = make_table();
+  for (const auto& c : cases()) {
+    INFO("case ", c.name);
+    // At a tie the maximum is not differentiable: PyTorch's convention (share equally) is
+    // checked against the golden gradient instead.
+    if (!table.count(c.name) || c.name == "amax_ties") continue;
+    tg::GradcheckResult r = tg::gradcheck(table.at(c.name), c.inputs);
+    CHECK_MESSAGE(r.ok, r.message);
+    tg::GradcheckResult rr = tg::gradgradcheck(table.at(c.name), c.inputs);
+    CHECK_MESSAGE(rr.ok, rr.message);
+  }
+}
+
+// Bad input: each row must throw tg::Error whose message names the op and shows the shapes.
+TEST_CASE("errors: bad shapes and arguments are rejected with the op and shapes in the message") {
+  using tg::randn;
+  Tensor a = randn({2, 3}), b = randn({4}), c = randn({3, 4}), i64 = tg::arange(0, 3);
+  struct Row {
+    const char* what;
+    std::function<void()> run;
+    std::vector<std::string> expect;  // substrings of the message
+  };
+  std::vector<Row> rows{
+      {"add", [&] { (void)(a + b); }, {"add", "[2, 3]", "[4]"}},
+      {"mul", [&] { (void)(a * c); }, {"mul", "[2, 3]", "[3, 4]"}},
+      {"maximum", [&] { (void)tg::maximum(a, b); }, {"maximum", "[2, 3]", "[4]"}},
+      {"where", [&] { (void)tg::where(randn({5}), a, a); }, {"where", "[5]", "[2, 3]"}},
+      {"matmul", [&] { (void)tg::matmul(a, a); }, {"matmul", "[2, 3]", "3 vs 2"}},
+      {"matmul batch", [&] { (void)tg::matmul(randn({2, 2, 3}), randn({3, 3, 4})); }, {"matmul", "[2]", "[3]"}},
+      {"reshape", [&] { (void)a.reshape({4, 2}); }, {"reshape", "[4, 2]", "[2, 3]"}},
+      {"permute", [&] { (void)a.permute({0, 0}); }, {"permute", "[0, 0]"}},
+      {"expand", [&] { (void)a.expand({2, 4}); }, {"expand", "[2, 3]", "[2, 4]"}},
+      {"sum dim", [&] { (void)a.sum({2}); }, {"sum", "dim 2"}},
+      {"cat", [&] { (void)tg::cat({a, c}, 0); }, {"cat", "[3, 4]", "[2, 3]"}},
+      {"slice", [&] { (void)tg::slice(a, 1, 0, 3, 0); }, {"slice", "step"}},
+      {"narrow", [&] { (void)a.narrow(1, 2, 3); }, {"narrow", "size 3"}},
+      {"gather index dtype", [&] { (void)tg::gather(a, 1, a); }, {"gather", "int64", "float32"}},
+      {"gather range", [&] { (void)tg::gather(a, 1, tg::full({2, 1}, 7, tg::kInt64)); }, {"gather", "index 7"}},
+      {"index_select", [&] { (void)tg::index_select(a, 0, tg::full({1}, 2, tg::kInt64)); }, {"index_select", "index 2"}},
+      {"exp int64", [&] { (void)tg::exp(i64); }, {"exp", "int64"}},
+      {"pad", [&] { (void)tg::pad(a, {1}); }, {"pad", "[2, 3]"}},
+      {"unfold rank", [&] { (void)tg::unfold(a, tg::WindowOptions({3})); }, {"unfold", "[2, 3]"}},
+      {"unfold window", [&] { (void)tg::unfold(randn({1, 1, 2, 2}), tg::WindowOptions({3})); }, {"unfold", "kernel 3"}},
+      {"unfold options", [&] { (void)tg::unfold(randn({1, 1, 4, 4}), tg::WindowOptions({3, 3, 3})); }, {"unfold", "kernel_size"}},
+      {"fold", [&] { (void)tg::fold(randn({1, 5, 4}), {3, 3}, tg::WindowOptions({2})); }, {"fold", "[1, 5, 4]"}},
+      {"item", [&] { (void)a.item<double>(); }, {"item", "[2, 3]"}},
+  };
+  for (const Row& r : rows) {
+    INFO("row ", r.what);
+    std::string msg;
+    try {
+      r.run();
+    } catch (const tg::Error& e) {
+      msg = e.what();
+    }
+    REQUIRE_MESSAGE(!msg.empty(), "no tg::Error thrown");
+    for (const auto& s : r.expect) CHECK_MESSAGE(msg.find(s) != std::string::npos, "message '", msg, "' lacks '", s, "'");
+  }
+}
