@@ -7,6 +7,7 @@
 
 #include "autograd.hpp"
 #include "node.hpp"
+#include "pool.hpp"
 
 namespace tg {
 
@@ -64,7 +65,7 @@ Tensor make_record(std::string name, Tensor out, const Tensor* inputs, size_t n_
   bool any = false;
   for (size_t i = 0; i < n_inputs; ++i) any = any || inputs[i].requires_grad();
   if (!any) return out;
-  auto node = std::make_shared<Node>();
+  auto node = detail::make_pooled<Node>();
   node->name = std::move(name);
   node->next.reserve(n_inputs);
   for (size_t i = 0; i < n_inputs; ++i) node->next.push_back(detail::gradient_edge(inputs[i]));
@@ -88,7 +89,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   if (impl->grad_fn) return impl->grad_fn;
   if (!impl->requires_grad) return nullptr;
   if (!impl->grad_accumulator) {
-    auto acc = std::make_shared<Node>();
+    auto acc = detail::make_pooled<Node>();
     acc->name = "AccumulateGrad";
     acc->accumulator = true;
     acc->leaf = t.impl();
@@ -114,9 +115,16 @@ Tensor record(std::string name, Tensor out, const std::vector<Tensor>& inputs, V
 
 namespace {
 
-Tensor accumulate(const Tensor& buf, const Tensor& g) {
+// Sums a gradient into a node's buffer. In place only when the buffer is ours alone (a VJP may
+// return the same tensor for two inputs, as add does) and no graph is being built.
+Tensor accumulate(Tensor buf, const Tensor& g) {
   if (!buf.defined()) return g;
-  return buf + g;  // differentiable when create_graph; never in place (buffers may be shared)
+  if (!is_grad_enabled() && buf.impl().use_count() == 1 && buf.impl()->storage.use_count() == 1 &&
+      buf.shape() == g.shape() && buf.dtype() == g.dtype()) {
+    buf.add_(g);
+    return buf;
+  }
+  return buf + g;
 }
 
 Tensor apply_hooks(const Node& n, Tensor g) {
@@ -132,15 +140,19 @@ Tensor apply_hooks(const Node& n, Tensor g) {
   return g;
 }
 
+// True when nobody but the engine holds g: neither another handle (a sibling's gradient, the
+// caller's seed, a tensor a hook returned) nor another tensor sharing its storage.
+bool exclusively_owned(const Tensor& g) { return g.impl().use_count() == 1 && g.impl()->storage.use_count() == 1; }
+
 // Stores g as a leaf's .grad: steals g's storage when nobody else holds it, copies otherwise,
 // so two leaves never share a gradient buffer that an optimizer will update in place.
 void accumulate_into(Tensor& slot, const Tensor& g, bool create_graph) {
   if (create_graph) {
-    slot = slot.defined() ? slot + g : g;
+    slot = slot.defined() ? slot + g : exclusively_owned(g) ? g : g.clone();
     return;
   }
   if (!slot.defined()) {
-    if (g.impl()->storage.use_count() == 1)
+    if (exclusively_owned(g))
       slot = detail::make_alias(g.impl()->storage, g.shape(), g.dtype());
     else
       slot = g.detach().clone();
@@ -224,7 +236,7 @@ struct Engine {
       for (size_t i = 0; i < n->next.size(); ++i) {
         Node* c = n->next[i].get();
         if (!c) continue;
-        if (i < grads.size() && grads[i].defined()) c->grad_buffer = accumulate(c->grad_buffer, grads[i]);
+        if (i < grads.size() && grads[i].defined()) c->grad_buffer = accumulate(std::move(c->grad_buffer), grads[i]);
         if (--c->dependencies == 0) ready.push_back(c);
       }
     }
@@ -241,7 +253,17 @@ struct Engine {
       out = detail::make_alias(n->out_storage, n->out_shape, n->out_dtype);
       if (create_graph) out.impl()->grad_fn = n->shared_from_this();
     }
-    std::vector<Tensor> grads = n->vjp(g, out, Needs(n));
+    std::vector<Tensor> grads;
+    {
+      // A non-finite value made inside the VJP is reported below under this node's name, not
+      // as the forward of whichever op the VJP happens to be built from.
+      struct ForwardCheckOff {
+        bool prev = anomaly_mode;
+        ForwardCheckOff() { anomaly_mode = false; }
+        ~ForwardCheckOff() { anomaly_mode = prev; }
+      } off;
+      grads = n->vjp(g, out, Needs(n));
+    }
     if (anomaly_mode)
       for (size_t i = 0; i < grads.size(); ++i)
         if (has_non_finite(grads[i]))
@@ -302,7 +324,7 @@ void run_engine(const std::vector<Tensor>& roots, const std::vector<Tensor>& gra
     ~Reset() { e.reset(); }
   } reset{e};
   e.discover(raw);
-  for (size_t i = 0; i < raw.size(); ++i) raw[i]->grad_buffer = accumulate(raw[i]->grad_buffer, seeds[i]);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i]->grad_buffer = accumulate(std::move(raw[i]->grad_buffer), seeds[i]);
   e.run(raw);
 }
 

@@ -51,6 +51,7 @@ Tensor expand_to(const Tensor& x, const Shape& s) {
 std::pair<Tensor, Tensor> broadcast(const Tensor& a, const Tensor& b, const char* op) {
   need(a, op);
   need(b, op);
+  if (a.dtype() == b.dtype() && a.shape() == b.shape()) return {a, b};  // the common case, kept cheap
   Dtype d = promote(a.dtype(), b.dtype());
   Shape s = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor x = a.dtype() == d ? a : prim::cast(a, d);

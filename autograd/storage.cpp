@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <vector>
 
 #include "tensor_impl.hpp"
@@ -15,30 +14,40 @@ namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kMaxCached = size_t(2) << 30;  // keep at most 2 GiB of free blocks
 
-// Size classes: multiples of 64 bytes up to 4 KiB, then four classes per power of two
-// (at most 25% slack).
-size_t size_class(size_t bytes) {
+// Size classes: multiples of 64 bytes up to 4 KiB (classes 1..64), then four classes per power
+// of two (at most 25% slack). Each class has an index into a flat array of free lists.
+constexpr size_t kSmallClasses = 65;
+constexpr size_t kClasses = kSmallClasses + 4 * 64;
+
+size_t size_class(size_t bytes, size_t* index) {
   if (bytes == 0) bytes = 1;
-  if (bytes <= 4096) return (bytes + kAlign - 1) / kAlign * kAlign;
-  size_t p = size_t(1) << (63 - __builtin_clzll(bytes - 1));  // largest power of two < bytes
+  if (bytes <= 4096) {
+    size_t c = (bytes + kAlign - 1) / kAlign;
+    *index = c;
+    return c * kAlign;
+  }
+  int lg = 63 - __builtin_clzll(bytes - 1);  // 2^lg < bytes <= 2^(lg+1)
+  size_t p = size_t(1) << lg;
   size_t step = p / 4;
-  return (bytes + step - 1) / step * step;
+  size_t q = (bytes - p + step - 1) / step;  // 1..4
+  *index = kSmallClasses + size_t(lg) * 4 + (q - 1);
+  return p + q * step;
 }
 
 struct Allocator {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_lists;
+  std::vector<void*> free_lists[kClasses];
   size_t cached = 0;
   size_t live = 0;
 
-  void* get(size_t cls) {
+  void* get(size_t cls, size_t index) {
     {
       std::lock_guard<std::mutex> lock(mu);
       live += cls;
-      auto it = free_lists.find(cls);
-      if (it != free_lists.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
+      auto& list = free_lists[index];
+      if (!list.empty()) {
+        void* p = list.back();
+        list.pop_back();
         cached -= cls;
         return p;
       }
@@ -52,24 +61,27 @@ struct Allocator {
     return p;
   }
 
-  void put(void* p, size_t cls) {
+  void put(void* p, size_t cls, size_t index) {
     {
       std::lock_guard<std::mutex> lock(mu);
       live -= cls;
+#ifndef TAPEGRAD_NO_POOL  // sanitizer builds: every block goes back, so ASan sees use after free
       if (cached + cls <= kMaxCached) {
-        free_lists[cls].push_back(p);
+        free_lists[index].push_back(p);
         cached += cls;
         return;
       }
+#endif
     }
     std::free(p);
   }
 
   void release_all() {
     std::lock_guard<std::mutex> lock(mu);
-    for (auto& [cls, list] : free_lists)
+    for (auto& list : free_lists) {
       for (void* p : list) std::free(p);
-    free_lists.clear();
+      list.clear();
+    }
     cached = 0;
   }
 
@@ -83,8 +95,11 @@ Allocator& allocator() {
 
 }  // namespace
 
-Storage::Storage(size_t nbytes) : bytes(size_class(nbytes)) { data = allocator().get(bytes); }
-Storage::~Storage() { allocator().put(data, bytes); }
+Storage::Storage(size_t nbytes) {
+  bytes = size_class(nbytes, &size_index);
+  data = allocator().get(bytes, size_index);
+}
+Storage::~Storage() { allocator().put(data, bytes, size_index); }
 
 namespace detail {
 size_t live_bytes() {

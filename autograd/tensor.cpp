@@ -11,6 +11,7 @@
 
 #include "autograd.hpp"
 #include "node.hpp"
+#include "pool.hpp"
 
 namespace tg {
 
@@ -33,15 +34,15 @@ namespace detail {
 Tensor make_tensor(const Shape& s, Dtype d) {
   for (int64_t v : s)
     if (v < 0) throw Error(fmt::format("tensor: negative dimension in shape {}", shape_str(s)));
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = make_pooled<TensorImpl>();
   impl->shape = s;
   impl->numel = shape_numel(s);
   impl->dtype = d;
-  impl->storage = std::make_shared<Storage>(size_t(impl->numel) * element_size(d));
+  impl->storage = make_pooled<Storage>(size_t(impl->numel) * element_size(d));
   return Tensor(std::move(impl));
 }
 Tensor make_alias(const std::shared_ptr<Storage>& storage, const Shape& s, Dtype d) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = make_pooled<TensorImpl>();
   impl->shape = s;
   impl->numel = shape_numel(s);
   impl->dtype = d;
@@ -56,14 +57,8 @@ void require_defined(const Tensor& t, const char* what) {
 }
 }  // namespace
 
-const Shape& Tensor::shape() const {
-  require_defined(*this, "shape");
-  return impl_->shape;
-}
-int64_t Tensor::dim() const { return int64_t(shape().size()); }
-int64_t Tensor::numel() const {
-  require_defined(*this, "numel");
-  return impl_->numel;
+[[noreturn]] void detail::throw_undefined(const char* what) {
+  throw Error(fmt::format("{}: the tensor is undefined", what));
 }
 int64_t Tensor::size(int64_t i) const {
   int64_t n = dim();
@@ -71,10 +66,6 @@ int64_t Tensor::size(int64_t i) const {
   if (j < 0 || j >= n)
     throw Error(fmt::format("size: dimension {} out of range for a tensor of shape {}", i, shape_str(shape())));
   return impl_->shape[size_t(j)];
-}
-Dtype Tensor::dtype() const {
-  require_defined(*this, "dtype");
-  return impl_->dtype;
 }
 
 template <typename T>

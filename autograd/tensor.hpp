@@ -35,13 +35,13 @@ class Tensor {
 
   // ---- metadata ----
   bool defined() const { return impl_ != nullptr; }
-  const Shape& shape() const;
+  inline const Shape& shape() const;
   const Shape& sizes() const { return shape(); }
-  int64_t dim() const;
-  int64_t numel() const;
+  inline int64_t dim() const;
+  inline int64_t numel() const;
   /// Size of dimension i; negative i counts from the end.
   int64_t size(int64_t i) const;
-  Dtype dtype() const;
+  inline Dtype dtype() const;
   std::string str() const;  ///< PyTorch-like printout: values, shape, dtype, grad_fn
 
   // ---- data ----
@@ -258,3 +258,6 @@ Tensor unfold(const Tensor& x, const WindowOptions& o);
 Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o);
 
 }  // namespace tg
+
+// The accessors above are inline (they run several times per op); TensorImpl is defined here.
+#include "tensor_impl.hpp"

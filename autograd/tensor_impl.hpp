@@ -1,5 +1,6 @@
 #pragma once
-// Internal: what a Tensor handle points to. Not part of the public API.
+// What a Tensor handle points to. Included at the end of tensor.hpp so the hot accessors inline;
+// not part of the public API (its fields may change).
 #include <atomic>
 #include <cstddef>
 #include <memory>
@@ -11,7 +12,8 @@ namespace tg {
 /// A block of memory from the caching allocator (autograd/storage.cpp).
 struct Storage {
   void* data = nullptr;
-  size_t bytes = 0;
+  size_t bytes = 0;       // rounded up to the allocator's size class
+  size_t size_index = 0;  // the class's free list
   Storage(size_t nbytes);
   ~Storage();
   Storage(const Storage&) = delete;
@@ -32,6 +34,7 @@ struct TensorImpl {
 };
 
 namespace detail {
+[[noreturn]] void throw_undefined(const char* what);
 /// A fresh, uninitialised tensor of shape s.
 Tensor make_tensor(const Shape& s, Dtype d);
 /// A tensor sharing `storage` with shape s (numel must fit).
@@ -43,6 +46,20 @@ size_t cached_bytes();
 /// Returns every cached block to the system.
 void empty_cache();
 }  // namespace detail
+
+inline const Shape& Tensor::shape() const {
+  if (!impl_) detail::throw_undefined("shape");
+  return impl_->shape;
+}
+inline int64_t Tensor::dim() const { return int64_t(shape().size()); }
+inline int64_t Tensor::numel() const {
+  if (!impl_) detail::throw_undefined("numel");
+  return impl_->numel;
+}
+inline Dtype Tensor::dtype() const {
+  if (!impl_) detail::throw_undefined("dtype");
+  return impl_->dtype;
+}
 
 template <typename T>
 inline T* typed(const Tensor& t) {
