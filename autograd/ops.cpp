@@ -66,21 +66,23 @@ Tensor scalar_like(const Tensor& t, double v) {
   return scalar_tensor(v, d);
 }
 
-int64_t wrap_dim(int64_t d, int64_t n, const char* op) {
+int64_t wrap_dim(int64_t d, const Shape& s, const char* op) {
+  const int64_t n = int64_t(s.size());
   int64_t r = d < 0 ? d + n : d;
   if (r < 0 || r >= std::max<int64_t>(n, 1))
-    throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims", op, d, n));
+    throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims (shape {})", op, d, n, shape_str(s)));
   return r;
 }
 
-std::vector<int64_t> wrap_dims(const std::vector<int64_t>& dims, int64_t n, const char* op) {
+std::vector<int64_t> wrap_dims(const std::vector<int64_t>& dims, const Shape& s, const char* op) {
+  const int64_t n = int64_t(s.size());
   std::vector<int64_t> r;
   if (dims.empty()) {
     r.resize(size_t(n));
     std::iota(r.begin(), r.end(), 0);
     return r;
   }
-  for (int64_t d : dims) r.push_back(wrap_dim(d, n, op));
+  for (int64_t d : dims) r.push_back(wrap_dim(d, s, op));
   std::sort(r.begin(), r.end());
   if (std::adjacent_find(r.begin(), r.end()) != r.end())
     throw Error(fmt::format("{}: dim listed twice in [{}]", op, fmt::join(dims, ", ")));
@@ -98,7 +100,7 @@ Shape drop_dims(const Shape& s, const std::vector<int64_t>& dims) {
 template <typename F>
 Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op, F prim_fn) {
   need(x, op);
-  auto d = wrap_dims(dims, x.dim(), op);
+  auto d = wrap_dims(dims, x.shape(), op);
   if (x.dim() == 0) return x;
   Tensor y = prim_fn(x, d);
   return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), d));
@@ -128,6 +130,7 @@ Tensor abs(const Tensor& x) { need(x, "abs"); return prim::abs(x); }
 Tensor tanh(const Tensor& x) { need(x, "tanh"); return prim::tanh(x); }
 Tensor sigmoid(const Tensor& x) { need(x, "sigmoid"); return prim::sigmoid(x); }
 Tensor relu(const Tensor& x) { need(x, "relu"); return prim::relu(x); }
+Tensor erf(const Tensor& x) { need(x, "erf"); return prim::erf(x); }
 Tensor pow(const Tensor& x, double p) { need(x, "pow"); return prim::pow_scalar(x, p); }
 Tensor pow(const Tensor& x, const Tensor& p) { auto [a, b] = broadcast(x, p, "pow"); return prim::pow(a, b); }
 Tensor maximum(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "maximum"); return prim::maximum(x, y); }
@@ -171,13 +174,13 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   need(x, "mean");
   if (!is_floating(x.dtype())) throw Error("mean: expected a floating tensor, got int64");
   int64_t count = 1;
-  for (int64_t d : wrap_dims(dims, x.dim(), "mean")) count *= x.size(d);
+  for (int64_t d : wrap_dims(dims, x.shape(), "mean")) count *= x.size(d);
   return sum(x, dims, keepdim) / double(count);
 }
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
   need(x, "var");
   int64_t count = 1;
-  for (int64_t d : wrap_dims(dims, x.dim(), "var")) count *= x.size(d);
+  for (int64_t d : wrap_dims(dims, x.shape(), "var")) count *= x.size(d);
   Tensor centered = x - mean(x, dims, true);
   return sum(centered * centered, dims, keepdim) / double(std::max<int64_t>(count - (unbiased ? 1 : 0), 0));
 }
@@ -192,7 +195,7 @@ Tensor min(const Tensor& x) { return min(x, {}, false); }
 Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return -max(-x, dims, keepdim); }
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   need(x, "argmax");
-  int64_t d = wrap_dim(dim, x.dim(), "argmax");
+  int64_t d = wrap_dim(dim, x.shape(), "argmax");
   if (x.dim() == 0) return zeros({}, kInt64);
   Tensor y = prim::argmax(x.detach(), d);
   return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), {d}));
@@ -234,8 +237,8 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
 }
 Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
   need(x, "transpose");
-  d0 = wrap_dim(d0, x.dim(), "transpose");
-  d1 = wrap_dim(d1, x.dim(), "transpose");
+  d0 = wrap_dim(d0, x.shape(), "transpose");
+  d1 = wrap_dim(d1, x.shape(), "transpose");
   std::vector<int64_t> p(size_t(x.dim()));
   std::iota(p.begin(), p.end(), 0);
   std::swap(p[size_t(d0)], p[size_t(d1)]);
@@ -244,7 +247,7 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
   need(x, "flatten");
   if (x.dim() == 0) return reshape(x, {1});
-  int64_t s = wrap_dim(start_dim, x.dim(), "flatten"), e = wrap_dim(end_dim, x.dim(), "flatten");
+  int64_t s = wrap_dim(start_dim, x.shape(), "flatten"), e = wrap_dim(end_dim, x.shape(), "flatten");
   if (s > e) throw Error(fmt::format("flatten: start_dim {} comes after end_dim {}", start_dim, end_dim));
   Shape out(x.shape().begin(), x.shape().begin() + s);
   int64_t m = 1;
@@ -272,7 +275,7 @@ Tensor squeeze(const Tensor& x) {
 Tensor squeeze(const Tensor& x, int64_t d) {
   need(x, "squeeze");
   if (x.dim() == 0) return x;
-  int64_t r = wrap_dim(d, x.dim(), "squeeze");
+  int64_t r = wrap_dim(d, x.shape(), "squeeze");
   if (x.size(r) != 1) return x;
   Shape s = x.shape();
   s.erase(s.begin() + r);
@@ -305,8 +308,8 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
 }
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   need(x, "slice");
-  int64_t d = wrap_dim(dim, x.dim(), "slice");
-  if (step <= 0) throw Error(fmt::format("slice: step must be positive, got {}", step));
+  int64_t d = wrap_dim(dim, x.shape(), "slice");
+  if (step <= 0) throw Error(fmt::format("slice: step must be positive, got {} (shape {})", step, shape_str(x.shape())));
   const int64_t n = x.size(d);
   auto clampi = [n](int64_t v) { return std::clamp(v < 0 ? v + n : v, int64_t(0), n); };
   int64_t s = clampi(start), e = std::max(clampi(end), clampi(start));
@@ -315,10 +318,11 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 }
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   need(x, "narrow");
-  int64_t d = wrap_dim(dim, x.dim(), "narrow");
+  int64_t d = wrap_dim(dim, x.shape(), "narrow");
   int64_t s = start < 0 ? start + x.size(d) : start;
   if (s < 0 || length < 0 || s + length > x.size(d))
-    throw Error(fmt::format("narrow: start {} and length {} exceed dim {} of size {}", start, length, dim, x.size(d)));
+    throw Error(fmt::format("narrow: start {} and length {} exceed dim {} of size {} (shape {})", start, length, dim,
+                            x.size(d), shape_str(x.shape())));
   return slice(x, d, s, s + length, 1);
 }
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
@@ -340,7 +344,7 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   need(x, "split");
   if (split_size <= 0) throw Error(fmt::format("split: split_size must be positive, got {}", split_size));
-  int64_t d = wrap_dim(dim, x.dim(), "split");
+  int64_t d = wrap_dim(dim, x.shape(), "split");
   std::vector<Tensor> out;
   for (int64_t s = 0; s < x.size(d) || (s == 0 && x.size(d) == 0); s += split_size) {
     out.push_back(slice(x, d, s, std::min(s + split_size, x.size(d)), 1));
@@ -351,16 +355,16 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   need(x, "chunk");
   if (chunks <= 0) throw Error(fmt::format("chunk: chunks must be positive, got {}", chunks));
-  int64_t d = wrap_dim(dim, x.dim(), "chunk");
+  int64_t d = wrap_dim(dim, x.shape(), "chunk");
   return split(x, std::max<int64_t>(1, (x.size(d) + chunks - 1) / chunks), d);
 }
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   need(x, "gather");
-  return prim::gather(x, wrap_dim(dim, x.dim(), "gather"), index);
+  return prim::gather(x, wrap_dim(dim, x.shape(), "gather"), index);
 }
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   need(x, "index_select");
-  return prim::index_select(x, wrap_dim(dim, x.dim(), "index_select"), index);
+  return prim::index_select(x, wrap_dim(dim, x.shape(), "index_select"), index);
 }
 
 // ---- matmul (torch.matmul's rules) ----
@@ -374,10 +378,18 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor x = a.dtype() == dt ? a : prim::cast(a, dt);
   Tensor y = b.dtype() == dt ? b : prim::cast(b, dt);
   const bool a1 = x.dim() == 1, b1 = y.dim() == 1;
+  // Checked here, on the caller's shapes (below, 1-D operands have been unsqueezed).
+  const int64_t ka = a.size(-1), kb = b1 ? b.size(0) : b.size(-2);
+  if (ka != kb)
+    throw Error(fmt::format("matmul: inner dimensions differ: {} @ {} ({} vs {})", shape_str(a.shape()),
+                            shape_str(b.shape()), ka, kb));
   if (a1) x = unsqueeze(x, 0);
   if (b1) y = unsqueeze(y, 1);
   Tensor out;
-  if (y.dim() == 2 && x.dim() > 2) {
+  if (x.dim() == 2 && y.dim() > 2) {
+    // [m, k] @ [..., k, n]: the 2-D operand is shared by every batch entry, not copied.
+    out = prim::matmul(x, y, false, false);
+  } else if (y.dim() == 2 && x.dim() > 2) {
     // [..., m, k] @ [k, n]: fold the batch into the GEMM's rows (one large GEMM).
     Shape lead(x.shape().begin(), x.shape().end() - 1);
     Tensor flat = reshape(x, {-1, x.size(-1)});
@@ -386,7 +398,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     out = reshape(out, lead);
   } else {
     Shape ba(x.shape().begin(), x.shape().end() - 2), bb(y.shape().begin(), y.shape().end() - 2);
-    Shape batch = broadcast_shapes(ba, bb, "matmul");
+    Shape batch;
+    try {
+      batch = broadcast_shapes(ba, bb, "matmul");
+    } catch (const Error&) {
+      throw Error(fmt::format("matmul: the batch dims {} of {} and {} of {} cannot be broadcast", shape_str(ba),
+                              shape_str(a.shape()), shape_str(bb), shape_str(b.shape())));
+    }
     Shape sa = batch, sb = batch;
     sa.insert(sa.end(), x.shape().end() - 2, x.shape().end());
     sb.insert(sb.end(), y.shape().end() - 2, y.shape().end());

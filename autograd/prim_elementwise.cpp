@@ -104,6 +104,13 @@ Tensor sigmoid(const Tensor& x) {
                         [](const Tensor& g, const Tensor& out, Needs) { return Grads{g * out * (1.0 - out)}; }, true);
 }
 
+Tensor erf(const Tensor& x) {
+  Tensor y = unary<true>(x, "erf", loop([](auto v) { return decltype(v)(std::erf(v)); }));
+  return detail::record("erf", y, {x}, [x](const Tensor& g, const Tensor&, Needs) {
+    return Grads{g * tg::exp(-(x * x)) * 1.1283791670955126};  // 2 / sqrt(pi)
+  });
+}
+
 Tensor relu(const Tensor& x) {
   Tensor y = unary<false>(x, "relu", loop([](auto v) { return v > 0 ? v : decltype(v)(0); }));
   return detail::record("relu", y, {x},

@@ -1,4 +1,8 @@
-// matmul: op(a) @ op(b) over equal batch dims through OpenBLAS GEMM (never a broadcast-multiply-sum).
+// matmul: op(a) @ op(b) through OpenBLAS GEMM (never a broadcast-multiply-sum), and its
+// batch-reducing twin matmul_reduce. A 2-D operand of a batched matmul is shared by every batch
+// entry without being copied; its gradient is a sum over the batch, which is matmul_reduce
+// (one GEMM per entry accumulating into the same output). Each is written in terms of the
+// other in the VJPs, so the pair is closed under differentiation.
 #include <fmt/format.h>
 
 #include <cblas.h>
@@ -11,64 +15,120 @@ namespace tg::prim {
 namespace {
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float* c) {
+          int64_t ldb, float beta, float* c) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(n));
+              1.0f, a, int(lda), b, int(ldb), beta, c, int(n));
 }
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double* c) {
+          int64_t ldb, double beta, double* c) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0, a, int(lda), b, int(ldb), 0.0, c, int(n));
+              1.0, a, int(lda), b, int(ldb), beta, c, int(n));
 }
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const int64_t* a, int64_t lda, const int64_t* b,
-          int64_t ldb, int64_t* c) {
+          int64_t ldb, int64_t beta, int64_t* c) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       int64_t s = 0;
       for (int64_t p = 0; p < k; ++p) s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
-      c[i * n + j] = s;
+      c[i * n + j] = beta * c[i * n + j] + s;
     }
+}
+
+std::string describe(const Tensor& t, bool trans) {
+  return t.defined() ? shape_str(t.shape()) + (trans ? "^T" : "") : "undefined";
+}
+
+// The shape bookkeeping shared by both ops: batch entries, the GEMM sizes, each operand's stride
+// between batch entries (0 when it is a shared 2-D operand).
+struct Plan {
+  Shape batch;
+  int64_t entries = 1, m = 0, n = 0, k = 0, stride_a = 0, stride_b = 0;
+};
+
+Plan plan(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op, bool allow_shared) {
+  if (!a.defined() || !b.defined() || a.dim() < 2 || b.dim() < 2 || a.dtype() != b.dtype())
+    throw Error(fmt::format("{}: expected tensors of rank >= 2 and equal dtype, got {} and {}", op, describe(a, ta),
+                            describe(b, tb)));
+  const bool a_shared = a.dim() == 2 && b.dim() > 2, b_shared = b.dim() == 2 && a.dim() > 2;
+  if ((a_shared || b_shared) && !allow_shared)
+    throw Error(fmt::format("{}: expected equal batch dims, got {} and {}", op, describe(a, ta), describe(b, tb)));
+  if (!a_shared && !b_shared &&
+      (a.dim() != b.dim() || !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())))
+    throw Error(fmt::format("{}: batch dims differ: {} and {}", op, describe(a, ta), describe(b, tb)));
+  Plan p;
+  const Tensor& batched = a_shared ? b : a;
+  p.batch.assign(batched.shape().begin(), batched.shape().end() - 2);
+  p.entries = shape_numel(p.batch);
+  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+  p.m = ta ? ac : ar;
+  p.k = ta ? ar : ac;
+  p.n = tb ? br : bc;
+  const int64_t kb = tb ? bc : br;
+  if (p.k != kb)
+    throw Error(fmt::format("{}: inner dimensions differ: {} @ {} ({} vs {})", op, describe(a, ta), describe(b, tb),
+                            p.k, kb));
+  p.stride_a = a_shared ? 0 : ar * ac;
+  p.stride_b = b_shared ? 0 : br * bc;
+  return p;
+}
+
+// op(x) @ op(y), as a batched matmul or, when the result must be 2-D while both are batched,
+// summed over the batch.
+Tensor mm_as(const Tensor& x, const Tensor& y, bool tx, bool ty, bool batched_result) {
+  if (!batched_result && x.dim() > 2 && y.dim() > 2) return prim::matmul_reduce(x, y, tx, ty);
+  return prim::matmul(x, y, tx, ty);
+}
+
+// With C = op(A) op(B): dA = G op(B)^T, or op(B) G^T when A was transposed; dB = op(A)^T G,
+// or G^T op(A) when B was transposed. No transpose is materialised.
+VjpFn matmul_vjp(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  return [a, b, ta, tb](const Tensor& g, const Tensor&, Needs need) {
+    Tensor ga, gb;
+    const bool a_batched = a.dim() > 2, b_batched = b.dim() > 2;
+    if (need[0]) ga = ta ? mm_as(b, g, tb, true, a_batched) : mm_as(g, b, false, !tb, a_batched);
+    if (need[1]) gb = tb ? mm_as(g, a, true, ta, b_batched) : mm_as(a, g, !ta, false, b_batched);
+    return Grads{ga, gb};
+  };
 }
 
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  if (!a.defined() || !b.defined() || a.dim() < 2 || a.dim() != b.dim() || a.dtype() != b.dtype())
-    throw Error(fmt::format("matmul: expected two tensors of equal rank >= 2 and dtype, got {} and {}",
-                            a.defined() ? shape_str(a.shape()) : "undefined",
-                            b.defined() ? shape_str(b.shape()) : "undefined"));
-  const int64_t nd = a.dim();
-  for (int64_t i = 0; i < nd - 2; ++i)
-    if (a.size(i) != b.size(i))
-      throw Error(fmt::format("matmul: batch dims differ: {} and {}", shape_str(a.shape()), shape_str(b.shape())));
-  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
-  const int64_t m = ta ? ac : ar, k = ta ? ar : ac, kb = tb ? bc : br, n = tb ? br : bc;
-  if (k != kb)
-    throw Error(fmt::format("matmul: inner dimensions differ: {}{} @ {}{} ({} vs {})", shape_str(a.shape()),
-                            ta ? "^T" : "", shape_str(b.shape()), tb ? "^T" : "", k, kb));
-  Shape out_shape(a.shape().begin(), a.shape().end() - 2);
-  out_shape.push_back(m);
-  out_shape.push_back(n);
+  Plan p = plan(a, b, ta, tb, "matmul", true);
+  Shape out_shape = p.batch;
+  out_shape.push_back(p.m);
+  out_shape.push_back(p.n);
   Tensor y = detail::make_tensor(out_shape, a.dtype());
-  const int64_t batch = shape_numel(Shape(a.shape().begin(), a.shape().end() - 2));
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
     const T* pa = typed<T>(a);
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
-    if (k == 0) {
+    if (p.k == 0) {
       std::fill(py, py + y.numel(), T(0));
       return;
     }
-    for (int64_t i = 0; i < batch; ++i)
-      gemm(ta, tb, m, n, k, pa + i * ar * ac, ac, pb + i * br * bc, bc, py + i * m * n);
+    for (int64_t i = 0; i < p.entries; ++i)
+      gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, a.size(-1), pb + i * p.stride_b, b.size(-1), T(0),
+           py + i * p.m * p.n);
   });
-  return detail::record("matmul", y, {a, b}, [a, b, ta, tb](const Tensor& g, const Tensor&, Needs need) {
-    Tensor ga, gb;
-    if (need[0]) ga = ta ? prim::matmul(b, g, tb, true) : prim::matmul(g, b, false, !tb);
-    if (need[1]) gb = tb ? prim::matmul(g, a, true, ta) : prim::matmul(a, g, !ta, false);
-    return Grads{ga, gb};
+  return detail::record("matmul", y, {a, b}, matmul_vjp(a, b, ta, tb));
+}
+
+Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  Plan p = plan(a, b, ta, tb, "matmul_reduce", false);
+  Tensor y = zeros({p.m, p.n}, a.dtype());
+  dispatch(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* pa = typed<T>(a);
+    const T* pb = typed<T>(b);
+    T* py = typed<T>(y);
+    if (p.k == 0) return;
+    for (int64_t i = 0; i < p.entries; ++i)
+      gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, a.size(-1), pb + i * p.stride_b, b.size(-1), T(i > 0 ? 1 : 0),
+           py);
   });
+  return detail::record("matmul_reduce", y, {a, b}, matmul_vjp(a, b, ta, tb));
 }
 
 }  // namespace tg::prim

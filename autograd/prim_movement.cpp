@@ -58,9 +58,11 @@ void copy_into(Tensor& out, int64_t offset, const Shape& out_strides, const Tens
   });
 }
 
-int64_t normalize_dim(int64_t d, int64_t n, const char* op) {
+int64_t normalize_dim(int64_t d, const Shape& s, const char* op) {
+  const int64_t n = int64_t(s.size());
   int64_t r = d < 0 ? d + n : d;
-  if (r < 0 || r >= n) throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims", op, d, n));
+  if (r < 0 || r >= n)
+    throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims (shape {})", op, d, n, shape_str(s)));
   return r;
 }
 
@@ -92,7 +94,8 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& perm) {
   for (size_t i = 0; i < nd; ++i) {
     int64_t p = perm[i];
     if (p < 0 || p >= int64_t(nd) || inverse[size_t(p)] != -1)
-      throw Error(fmt::format("permute: [{}] is not a permutation of {} dims", fmt::join(perm, ", "), nd));
+      throw Error(fmt::format("permute: [{}] is not a permutation of {} dims (shape {})", fmt::join(perm, ", "), nd,
+                              shape_str(x.shape())));
     inverse[size_t(p)] = int64_t(i);
   }
   Shape out_shape(nd), src_strides(nd);
@@ -210,7 +213,7 @@ Tensor slice_backward(const Tensor& g, const Shape& in_shape, int64_t dim, int64
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   if (xs.empty()) throw Error("cat: expected a non-empty list of tensors");
   const Tensor& first = xs[0];
-  dim = normalize_dim(dim, first.dim(), "cat");
+  dim = normalize_dim(dim, first.shape(), "cat");
   Shape out_shape = first.shape();
   out_shape[size_t(dim)] = 0;
   for (size_t k = 0; k < xs.size(); ++k) {

@@ -30,7 +30,9 @@ std::vector<int64_t> per_dim(const std::vector<int64_t>& v, size_t nsp, const ch
   return r;
 }
 
-Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOptions& o, const char* op) {
+// `shape` is the op's input, named in errors.
+Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOptions& o, const char* op,
+                  const Shape& shape) {
   const size_t nsp = spatial.size();
   if (nsp < 1 || nsp > 3)
     throw Error(fmt::format("{}: expected 1 to 3 spatial dims, got {}", op, nsp));
@@ -52,8 +54,9 @@ Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOption
     int64_t span = d[i] * (k[i] - 1) + 1;
     int64_t o_i = (spatial[i] + 2 * p[i] - span) / s[i] + 1;
     if (spatial[i] + 2 * p[i] < span || o_i < 1)
-      throw Error(fmt::format("{}: a window of {} (kernel {}, dilation {}) does not fit spatial size {} with padding {}",
-                              op, span, k[i], d[i], spatial[i], p[i]));
+      throw Error(fmt::format("{}: a window of {} (kernel {}, dilation {}) does not fit spatial size {} with padding {} "
+                              "(input {}, spatial size {})",
+                              op, span, k[i], d[i], spatial[i], p[i], shape_str(shape), shape_str(spatial)));
     g.out[off + i] = o_i;
   }
   return g;
@@ -113,7 +116,7 @@ Tensor unfold(const Tensor& x, const WindowOptions& o) {
     throw Error(fmt::format("unfold: expected input [N, C, *spatial] with 1 to 3 spatial dims, got {}",
                             x.defined() ? shape_str(x.shape()) : "undefined"));
   Shape spatial(x.shape().begin() + 2, x.shape().end());
-  Geometry g = geometry(x.size(0), x.size(1), spatial, o, "unfold");
+  Geometry g = geometry(x.size(0), x.size(1), spatial, o, "unfold", x.shape());
   Tensor y = detail::make_tensor({g.n, g.c * g.kernel_numel(), g.positions()}, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
@@ -128,7 +131,7 @@ Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o
   if (!cols.defined() || cols.dim() != 3)
     throw Error(fmt::format("fold: expected input [N, C * prod(kernel), L], got {}",
                             cols.defined() ? shape_str(cols.shape()) : "undefined"));
-  Geometry g = geometry(cols.size(0), 1, output_size, o, "fold");
+  Geometry g = geometry(cols.size(0), 1, output_size, o, "fold", cols.shape());
   const int64_t K = g.kernel_numel();
   if (cols.size(1) % K != 0 || cols.size(2) != g.positions())
     throw Error(fmt::format("fold: input {} does not match kernel size {} ({} values) and {} window positions for "

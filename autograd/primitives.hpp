@@ -22,6 +22,7 @@ Tensor abs(const Tensor& x);                    // g * sign(x)
 Tensor tanh(const Tensor& x);                   // g * (1 - out^2)
 Tensor sigmoid(const Tensor& x);                // g * out * (1 - out)
 Tensor relu(const Tensor& x);                   // g * (x > 0)
+Tensor erf(const Tensor& x);                    // g * 2/sqrt(pi) * exp(-x^2); exact GELU needs it
 Tensor pow_scalar(const Tensor& x, double p);   // g * p * x^(p-1)
 Tensor cast(const Tensor& x, Dtype d);          // cast(g, x.dtype)
 
@@ -59,8 +60,12 @@ Tensor scatter_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Ten
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index_add(g)
 Tensor index_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Tensor& index);  // index_select
 
-// ---- matmul (prim_matmul.cpp): op(a) @ op(b) over equal batch dims, op = transpose if flag ----
+// ---- matmul (prim_matmul.cpp); op = transpose when its flag is set ----
+/// op(a) @ op(b) over equal batch dims; a 2-D operand is shared by every batch entry (no copy).
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+/// sum over the batch of op(a_i) @ op(b_i): the gradient of a shared operand. Each of the pair
+/// is differentiated with the other.
+Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 
 // ---- windows (prim_window.cpp): im2col and its adjoint col2im ----
 Tensor unfold(const Tensor& x, const WindowOptions& o);                          // fold(g)

@@ -29,6 +29,7 @@ std::map<std::string, Fn> make_table() {
     t["tanh" + tag] = u([](const Tensor& x) { return tg::tanh(x); });
     t["sigmoid" + tag] = u([](const Tensor& x) { return tg::sigmoid(x); });
     t["relu" + tag] = u([](const Tensor& x) { return tg::relu(x); });
+    t["erf" + tag] = u([](const Tensor& x) { return tg::erf(x); });
   }
   t["pow_2"] = u([](const Tensor& x) { return x.pow(2); });
   t["pow_3"] = u([](const Tensor& x) { return x.pow(3); });
@@ -96,7 +97,7 @@ std::map<std::string, Fn> make_table() {
 
   auto mm = b([](const Tensor& x, const Tensor& y) { return tg::matmul(x, y); });
   for (const char* n : {"matmul_2d", "matmul_1d_2d", "matmul_2d_1d", "matmul_1d_1d", "matmul_batched",
-                        "matmul_bcast_batch", "matmul_3d_2d", "matmul_size1"})
+                        "matmul_bcast_batch", "matmul_3d_2d", "matmul_size1", "matmul_2d_3d", "matmul_2d_4d"})
     t[n] = mm;
 
   t["unfold2d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3})); });

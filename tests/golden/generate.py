@@ -57,6 +57,7 @@ for shape, tag in [((3, 4), ""), ((1,), "_size1"), ((), "_0d"), ((2, 1, 3), "_3d
     case("tanh" + tag, torch.tanh, randn(*shape))
     case("sigmoid" + tag, torch.sigmoid, randn(*shape))
     case("relu" + tag, torch.relu, away(*shape))
+    case("erf" + tag, torch.erf, randn(*shape))
 case("pow_2", lambda x: x.pow(2), randn(3, 4))
 case("pow_3", lambda x: x.pow(3), randn(3, 4))
 case("pow_half", lambda x: x.pow(0.5), pos(3, 4))
@@ -136,6 +137,8 @@ case("matmul_batched", torch.matmul, randn(2, 3, 4), randn(2, 4, 5))
 case("matmul_bcast_batch", torch.matmul, randn(2, 1, 3, 4), randn(3, 4, 2))
 case("matmul_3d_2d", torch.matmul, randn(2, 3, 4), randn(4, 5))
 case("matmul_size1", torch.matmul, randn(1, 1), randn(1, 1))
+case("matmul_2d_3d", torch.matmul, randn(3, 4), randn(2, 4, 5))
+case("matmul_2d_4d", torch.matmul, randn(3, 4), randn(2, 2, 4, 1))
 
 # ---- unfold / fold (im2col / col2im) ----
 def unfold1d(x, k, s, p, d):  # 1-D through the 2-D op with a unit height
