@@ -6,3 +6,5 @@
 #include "autograd/error.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/tensor.hpp"
+#include "nn/nn.hpp"
+#include "optim/optim.hpp"

@@ -1,11 +1,14 @@
 #pragma once
 // Reader of tests/golden/ops.txt (written by tests/golden/generate.py with PyTorch).
+#include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <tapegrad.hpp>
 
 namespace golden {
@@ -13,6 +16,7 @@ namespace golden {
 struct Case {
   std::string name;
   std::vector<tg::Tensor> inputs;  // float64 or int64
+  std::vector<bool> constant;      // takes no gradient (class weights...)
   tg::Tensor output, weight;
   std::vector<tg::Tensor> grads;   // one per floating input
 };
@@ -42,8 +46,9 @@ inline std::vector<Case> load(const std::string& path) {
     if (kind == "case") {
       cases.emplace_back();
       is >> cases.back().name;
-    } else if (kind == "input") {
+    } else if (kind == "input" || kind == "constant") {
       cases.back().inputs.push_back(parse_tensor(is));
+      cases.back().constant.push_back(kind == "constant");
     } else if (kind == "output") {
       cases.back().output = parse_tensor(is);
     } else if (kind == "weight") {
@@ -54,5 +59,52 @@ inline std::vector<Case> load(const std::string& path) {
   }
   return cases;
 }
+
+// Needs doctest included before this header.
+// Largest violation of |a - b| <= atol + rtol |b|, as a ratio (<= 1 passes).
+inline double mismatch(const tg::Tensor& a, const tg::Tensor& b, double atol, double rtol) {
+  auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double err = std::abs(x[i] - y[i]) / (atol + rtol * std::abs(y[i]));
+    if (!(err <= worst)) worst = err;  // NaN-aware
+  }
+  return worst;
+}
+
+// Runs one case in `dtype`: forward against the golden output, gradients of sum(out * R).
+inline void check_against_golden(const Case& c, const std::function<tg::Tensor(const std::vector<tg::Tensor>&)>& fn, tg::Dtype dtype, double atol, double rtol) {
+  std::vector<tg::Tensor> xs;
+  std::vector<tg::Tensor> wrt;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    const tg::Tensor& g = c.inputs[i];
+    if (g.dtype() == tg::kInt64) {
+      xs.push_back(g);
+      continue;
+    }
+    if (c.constant[i]) {
+      xs.push_back(g.to(dtype));
+      continue;
+    }
+    xs.push_back(g.to(dtype).detach().clone().requires_grad_());
+    wrt.push_back(xs.back());
+  }
+  tg::Tensor y = fn(xs);
+  REQUIRE(y.defined());
+  CHECK(y.dtype() == dtype);
+  REQUIRE_MESSAGE(y.shape() == c.output.shape(), "shape ", tg::shape_str(y.shape()), " vs torch ",
+                  tg::shape_str(c.output.shape()));
+  CHECK_MESSAGE(mismatch(y, c.output, atol, rtol) <= 1.0, "forward differs from PyTorch: ", y, " vs ", c.output);
+  tg::Tensor loss = (y * c.weight.to(dtype)).sum();
+  auto grads = tg::autograd::grad({loss}, wrt, {}, 0, false, /*allow_unused=*/true);
+  REQUIRE(grads.size() == c.grads.size());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    tg::Tensor g = grads[i].defined() ? grads[i] : tg::zeros(wrt[i].shape(), dtype);
+    REQUIRE(g.shape() == c.grads[i].shape());
+    CHECK_MESSAGE(mismatch(g, c.grads[i], atol, rtol) <= 1.0, "gradient of input ", i, " differs from PyTorch: ", g,
+                  " vs ", c.grads[i]);
+  }
+}
+
 
 }  // namespace golden

@@ -119,46 +119,6 @@ const std::vector<golden::Case>& cases() {
   return c;
 }
 
-// Largest violation of |a - b| <= atol + rtol |b|, as a ratio (<= 1 passes).
-double mismatch(const Tensor& a, const Tensor& b, double atol, double rtol) {
-  auto x = a.to_vector<double>(), y = b.to_vector<double>();
-  double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    double err = std::abs(x[i] - y[i]) / (atol + rtol * std::abs(y[i]));
-    if (!(err <= worst)) worst = err;  // NaN-aware
-  }
-  return worst;
-}
-
-// Runs one case in `dtype`: forward against the golden output, gradients of sum(out * R).
-void check_against_golden(const golden::Case& c, const Fn& fn, tg::Dtype dtype, double atol, double rtol) {
-  std::vector<Tensor> xs;
-  std::vector<Tensor> wrt;
-  for (const Tensor& g : c.inputs) {
-    if (g.dtype() == tg::kInt64) {
-      xs.push_back(g);
-      continue;
-    }
-    xs.push_back(g.to(dtype).detach().clone().requires_grad_());
-    wrt.push_back(xs.back());
-  }
-  Tensor y = fn(xs);
-  REQUIRE(y.defined());
-  CHECK(y.dtype() == dtype);
-  REQUIRE_MESSAGE(y.shape() == c.output.shape(), "shape ", tg::shape_str(y.shape()), " vs torch ",
-                  tg::shape_str(c.output.shape()));
-  CHECK_MESSAGE(mismatch(y, c.output, atol, rtol) <= 1.0, "forward differs from PyTorch: ", y, " vs ", c.output);
-  Tensor loss = (y * c.weight.to(dtype)).sum();
-  auto grads = tg::autograd::grad({loss}, wrt, {}, 0, false, /*allow_unused=*/true);
-  REQUIRE(grads.size() == c.grads.size());
-  for (size_t i = 0; i < grads.size(); ++i) {
-    Tensor g = grads[i].defined() ? grads[i] : tg::zeros(wrt[i].shape(), dtype);
-    REQUIRE(g.shape() == c.grads[i].shape());
-    CHECK_MESSAGE(mismatch(g, c.grads[i], atol, rtol) <= 1.0, "gradient of input ", i, " differs from PyTorch: ", g,
-                  " vs ", c.grads[i]);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("golden: every PyTorch case has a row and every row a case") {
@@ -176,7 +136,7 @@ TEST_CASE("golden: forward and gradients match PyTorch in float64") {
   auto table = make_table();
   for (const auto& c : cases()) {
     INFO("case ", c.name);
-    if (table.count(c.name)) check_against_golden(c, table.at(c.name), tg::kFloat64, 1e-10, 1e-9);
+    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat64, 1e-10, 1e-9);
   }
 }
 
@@ -184,7 +144,7 @@ TEST_CASE("golden: forward and gradients match PyTorch in float32") {
   auto table = make_table();
   for (const auto& c : cases()) {
     INFO("case ", c.name);
-    if (table.count(c.name)) check_against_golden(c, table.at(c.name), tg::kFloat32, 3e-5, 3e-4);
+    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat32, 3e-5, 3e-4);
   }
 }
 

@@ -1,0 +1,188 @@
+// Linear, convolution, transposed convolution and locally connected layers, composed from the
+// unfold/fold and matmul primitives (no hand-written backward).
+#include <fmt/format.h>
+
+#include "../autograd/primitives.hpp"
+#include "functional.hpp"
+
+namespace tg::nn::functional {
+namespace {
+
+std::vector<int64_t> per_dim(const IntList& v, int64_t n, const char* op, const char* what) {
+  if (v.size() == 1) return std::vector<int64_t>(size_t(n), v[0]);
+  if (int64_t(v.size()) != n)
+    throw Error(fmt::format("{}: expected {} with 1 or {} values, got [{}]", op, what, n, fmt::join(v, ", ")));
+  return v;
+}
+
+void check_rank(const Tensor& t, int64_t rank, const char* op, const char* what, const char* layout) {
+  if (!t.defined()) throw Error(fmt::format("{}: {} is undefined", op, what));
+  if (t.dim() != rank)
+    throw Error(fmt::format("{}: {} expects {} dims {}, got {}", op, what, rank, layout, shape_str(t.shape())));
+}
+
+Tensor add_channel_bias(const Tensor& y, const Tensor& b, const char* op) {
+  if (!b.defined()) return y;
+  if (b.dim() != 1 || b.size(0) != y.size(1))
+    throw Error(fmt::format("{}: bias expects shape [{}], got {}", op, y.size(1), shape_str(b.shape())));
+  Shape s(size_t(y.dim()), 1);
+  s[1] = y.size(1);
+  return y + b.reshape(s);
+}
+
+const char* layout_name(int64_t nsp, bool input) {
+  static const char* in[] = {"", "(N, C, L)", "(N, C, H, W)", "(N, C, D, H, W)"};
+  static const char* w[] = {"", "(out, in/groups, k)", "(out, in/groups, kh, kw)", "(out, in/groups, kd, kh, kw)"};
+  return input ? in[nsp] : w[nsp];
+}
+
+// Convolution over nsp spatial dims: the kernel bank [O, C/g * K] times the unfolded input
+// [N, C/g * K, L] per group (one shared-operand GEMM per sample), then reshape to [N, O, *out].
+Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOptions& o, int64_t nsp, const char* op) {
+  check_rank(x, nsp + 2, op, "input", layout_name(nsp, true));
+  check_rank(w, nsp + 2, op, "weight", layout_name(nsp, false));
+  const int64_t g = o.groups();
+  if (g < 1) throw Error(fmt::format("{}: groups must be positive, got {}", op, g));
+  const int64_t n = x.size(0), c = x.size(1), out_c = w.size(0);
+  if (out_c % g != 0)
+    throw Error(fmt::format("{}: out channels {} (weight {}) not divisible by groups {}", op, out_c,
+                            shape_str(w.shape()), g));
+  if (w.size(1) * g != c)
+    throw Error(fmt::format("{}: expected input with {} channels (weight {} with groups {}), got {} channels "
+                            "(input {})",
+                            op, w.size(1) * g, shape_str(w.shape()), g, c, shape_str(x.shape())));
+  std::vector<int64_t> kernel(w.shape().begin() + 2, w.shape().end());
+  WindowOptions win = WindowOptions(kernel)
+                          .stride(per_dim(o.stride(), nsp, op, "stride"))
+                          .padding(per_dim(o.padding(), nsp, op, "padding"))
+                          .dilation(per_dim(o.dilation(), nsp, op, "dilation"));
+  Tensor cols = tg::unfold(x, win);  // [N, C * K, L]
+  const int64_t ck = cols.size(1) / g;
+  Tensor wm = w.reshape({out_c, w.numel() / out_c});
+  Tensor y;
+  if (g == 1) {
+    y = prim::matmul(wm, cols, false, false);  // [N, O, L]
+  } else {
+    std::vector<Tensor> parts;
+    const int64_t og = out_c / g;
+    for (int64_t i = 0; i < g; ++i)
+      parts.push_back(prim::matmul(tg::narrow(wm, 0, i * og, og), tg::narrow(cols, 1, i * ck, ck), false, false));
+    y = tg::cat(parts, 1);
+  }
+  // Output spatial size from the unfold geometry.
+  Shape out_shape{n, out_c};
+  for (int64_t d = 0; d < nsp; ++d) {
+    const int64_t in = x.size(2 + d), k = kernel[size_t(d)];
+    const int64_t s = win.stride()[size_t(d)], p = win.padding()[size_t(d)], dl = win.dilation()[size_t(d)];
+    out_shape.push_back((in + 2 * p - dl * (k - 1) - 1) / s + 1);
+  }
+  return add_channel_bias(y.reshape(out_shape), b, op);
+}
+
+// Transposed convolution: the adjoint of conv_nd. Each input pixel scatters a kernel-sized
+// patch: cols = W^T x per group, then fold (col2im) sums the overlapping patches.
+Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, const ConvTransposeOptions& o,
+                         int64_t nsp, const char* op) {
+  check_rank(x, nsp + 2, op, "input", layout_name(nsp, true));
+  check_rank(w, nsp + 2, op, "weight", "(in, out/groups, *kernel)");
+  const int64_t g = o.groups();
+  if (g < 1) throw Error(fmt::format("{}: groups must be positive, got {}", op, g));
+  const int64_t n = x.size(0), c = x.size(1);
+  if (w.size(0) != c || c % g != 0)
+    throw Error(fmt::format("{}: expected input with {} channels (weight {}, groups {}), got {} (input {})", op,
+                            w.size(0), shape_str(w.shape()), g, c, shape_str(x.shape())));
+  const int64_t og = w.size(1);
+  std::vector<int64_t> kernel(w.shape().begin() + 2, w.shape().end());
+  auto stride = per_dim(o.stride(), nsp, op, "stride"), padding = per_dim(o.padding(), nsp, op, "padding");
+  auto dilation = per_dim(o.dilation(), nsp, op, "dilation"), out_pad = per_dim(o.output_padding(), nsp, op, "output_padding");
+  Shape out_size;
+  int64_t l = 1;
+  for (int64_t d = 0; d < nsp; ++d) {
+    const size_t i = size_t(d);
+    if (out_pad[i] >= std::max(stride[i], dilation[i]) || out_pad[i] < 0)
+      throw Error(fmt::format("{}: output_padding {} must be smaller than stride {} or dilation {}", op, out_pad[i],
+                              stride[i], dilation[i]));
+    const int64_t in = x.size(2 + d);
+    l *= in;
+    out_size.push_back((in - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + out_pad[i] + 1);
+    if (out_size.back() < 1)
+      throw Error(fmt::format("{}: the output size {} is not positive (input {})", op, shape_str(out_size),
+                              shape_str(x.shape())));
+  }
+  const int64_t kn = shape_numel(Shape(kernel.begin(), kernel.end()));
+  Tensor xf = x.reshape({n, c, l});
+  Tensor wm = w.reshape({c, og * kn});  // [C, O/g * K]
+  Tensor cols;
+  if (g == 1) {
+    cols = prim::matmul(wm, xf, true, false);  // [N, O * K, L]
+  } else {
+    const int64_t cg = c / g;
+    std::vector<Tensor> parts;
+    for (int64_t i = 0; i < g; ++i)
+      parts.push_back(prim::matmul(tg::narrow(wm, 0, i * cg, cg), tg::narrow(xf, 1, i * cg, cg), true, false));
+    cols = tg::cat(parts, 1);
+  }
+  Tensor y = tg::fold(cols, out_size, WindowOptions(kernel).stride(stride).padding(padding).dilation(dilation));
+  return add_channel_bias(y, b, op);
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_rank(w, 2, "linear", "weight", "(out, in)");
+  if (!x.defined() || x.dim() < 1 || x.size(-1) != w.size(1))
+    throw Error(fmt::format("linear: expected input with {} features in the last dim, got {}", w.size(1),
+                            x.defined() ? shape_str(x.shape()) : "undefined"));
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, w.size(1)});
+  Tensor y = prim::matmul(x2, w, false, true);  // x W^T without materialising W^T
+  if (b.defined()) {
+    if (b.dim() != 1 || b.size(0) != w.size(0))
+      throw Error(fmt::format("linear: bias expects shape [{}], got {}", w.size(0), shape_str(b.shape())));
+    y = y + b;
+  }
+  lead.push_back(w.size(0));
+  return x.dim() == 2 ? y : y.reshape(lead);
+}
+
+Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOptions& o) { return conv_nd(x, w, b, o, 1, "conv1d"); }
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOptions& o) { return conv_nd(x, w, b, o, 2, "conv2d"); }
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOptions& o) { return conv_nd(x, w, b, o, 3, "conv3d"); }
+Tensor conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvTransposeOptions& o) {
+  return conv_transpose_nd(x, w, b, o, 1, "conv_transpose1d");
+}
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvTransposeOptions& o) {
+  return conv_transpose_nd(x, w, b, o, 2, "conv_transpose2d");
+}
+Tensor conv_transpose3d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvTransposeOptions& o) {
+  return conv_transpose_nd(x, w, b, o, 3, "conv_transpose3d");
+}
+
+Tensor locally_connected2d(const Tensor& x, const Tensor& w, const Tensor& b, IntList kernel, const ConvOptions& o) {
+  const char* op = "locally_connected2d";
+  check_rank(x, 4, op, "input", "(N, C, H, W)");
+  check_rank(w, 3, op, "weight", "(out_h * out_w, out, in * kh * kw)");
+  auto k = per_dim(kernel, 2, op, "kernel_size");
+  WindowOptions win = WindowOptions(k).stride(per_dim(o.stride(), 2, op, "stride"))
+                          .padding(per_dim(o.padding(), 2, op, "padding"))
+                          .dilation(per_dim(o.dilation(), 2, op, "dilation"));
+  Tensor cols = tg::unfold(x, win);  // [N, C * K, L]
+  const int64_t n = x.size(0), ck = cols.size(1), l = cols.size(2), out_c = w.size(1);
+  if (w.size(0) != l || w.size(2) != ck)
+    throw Error(fmt::format("{}: expected weight [{}, out, {}] for input {} (kernel [{}]), got {}", op, l, ck,
+                            shape_str(x.shape()), fmt::join(k, ", "), shape_str(w.shape())));
+  int64_t oh = (x.size(2) + 2 * win.padding()[0] - win.dilation()[0] * (k[0] - 1) - 1) / win.stride()[0] + 1;
+  int64_t ow = l / oh;
+  // Per position p: out[:, :, p] = cols[:, :, p] @ w[p]^T, as one batched GEMM over positions.
+  Tensor per_pos = tg::permute(cols, {2, 0, 1});                 // [L, N, C * K]
+  Tensor y = prim::matmul(per_pos, w, false, true);               // [L, N, O]
+  y = tg::permute(y, {1, 2, 0}).reshape({n, out_c, oh, ow});     // [N, O, OH, OW]
+  if (b.defined()) {
+    if (b.shape() != Shape{out_c, oh, ow})
+      throw Error(fmt::format("{}: bias expects shape [{}, {}, {}], got {}", op, out_c, oh, ow, shape_str(b.shape())));
+    y = y + b;
+  }
+  return y;
+}
+
+}  // namespace tg::nn::functional

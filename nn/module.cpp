@@ -1,0 +1,213 @@
+// Module: registration, traversal with dotted names, modes, state dicts and forward hooks.
+#include "module.hpp"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "../autograd/autograd.hpp"
+#include "../autograd/tensor_impl.hpp"
+
+namespace tg::nn {
+
+Module::Module(std::string type_name) : type_name_(std::move(type_name)) {}
+
+Module::~Module() {
+  for (auto& [n, c] : children_)
+    if (c->parent_ == this) c->parent_ = nullptr;  // a child that outlives us becomes a root
+}
+
+Tensor Module::forward(const Tensor&) { fail("forward(const Tensor&) is not implemented"); }
+
+Tensor Module::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  for (auto& [id, hook] : hooks_) hook(*this, x, y);
+  return y;
+}
+
+namespace {
+void check_name(const std::string& name, const std::string& who) {
+  if (name.empty() || name.find('.') != std::string::npos)
+    throw Error(fmt::format("{}: invalid name '{}' (must be non-empty and contain no '.')", who, name));
+}
+template <typename V>
+bool has(const V& v, const std::string& name) {
+  for (auto& [n, t] : v)
+    if (n == name) return true;
+  return false;
+}
+}  // namespace
+
+Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  check_name(name, describe() + " register_parameter");
+  if (has(params_, name) || has(buffers_, name) || has(children_, name))
+    fail(fmt::format("register_parameter: the name '{}' is already taken", name));
+  if (t.defined() && requires_grad) t.requires_grad_(true);
+  params_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  check_name(name, describe() + " register_buffer");
+  if (has(params_, name) || has(buffers_, name) || has(children_, name))
+    fail(fmt::format("register_buffer: the name '{}' is already taken", name));
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
+  check_name(name, describe() + " register_module");
+  if (!m) fail(fmt::format("register_module: module '{}' is null", name));
+  if (has(params_, name) || has(buffers_, name) || has(children_, name))
+    fail(fmt::format("register_module: the name '{}' is already taken", name));
+  m->parent_ = this;
+  m->name_in_parent_ = name;
+  children_.emplace_back(name, std::move(m));
+}
+
+void Module::collect(const std::string& prefix, bool recurse, bool params, NamedTensors& out) const {
+  for (auto& [n, t] : params ? params_ : buffers_)
+    if (t.defined()) out.emplace_back(prefix + n, t);
+  if (!recurse) return;
+  for (auto& [n, c] : children_) c->collect(prefix + n + ".", true, params, out);
+}
+
+NamedTensors Module::named_parameters(bool recurse) const {
+  NamedTensors out;
+  collect("", recurse, true, out);
+  return out;
+}
+NamedTensors Module::named_buffers(bool recurse) const {
+  NamedTensors out;
+  collect("", recurse, false, out);
+  return out;
+}
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [n, t] : named_parameters(recurse)) out.push_back(t);
+  return out;
+}
+std::vector<Tensor> Module::buffers(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [n, t] : named_buffers(recurse)) out.push_back(t);
+  return out;
+}
+std::vector<std::shared_ptr<Module>> Module::children() const {
+  std::vector<std::shared_ptr<Module>> out;
+  for (auto& [n, c] : children_) out.push_back(c);
+  return out;
+}
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const { return children_; }
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  std::shared_ptr<Module> self;
+  try {
+    self = shared_from_this();
+  } catch (const std::bad_weak_ptr&) {
+    self = std::shared_ptr<Module>(this, [](Module*) {});  // a module on the stack: non-owning
+  }
+  out.emplace_back("", self);
+  for (auto& [n, c] : children_)
+    for (auto& [sub, m] : c->named_modules()) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [n, c] : children_) c->train(on);
+}
+
+void Module::zero_grad(bool set_to_none) {
+  for (Tensor& p : parameters()) {
+    if (set_to_none || !p.grad().defined())
+      p.mutable_grad() = Tensor();
+    else
+      p.mutable_grad().zero_();
+  }
+}
+
+void Module::to(Dtype d) {
+  if (!is_floating(d)) fail(fmt::format("to: expected a floating dtype, got {}", dtype_name(d)));
+  // Swap storage and dtype inside each TensorImpl, so every handle the module and the user hold
+  // sees the conversion.
+  auto convert = [d](const Tensor& t) {
+    if (!t.defined() || !is_floating(t.dtype()) || t.dtype() == d) return;
+    Tensor c = t.detach().to(d);
+    t.impl()->storage = c.impl()->storage;
+    t.impl()->dtype = d;
+    t.impl()->grad = Tensor();
+  };
+  for (auto& [n, t] : named_parameters()) convert(t);
+  for (auto& [n, t] : named_buffers()) convert(t);
+}
+
+StateDict Module::state_dict() const {
+  StateDict sd;
+  for (auto& [n, t] : named_parameters()) sd[n] = t.detach();
+  for (auto& [n, t] : named_buffers()) sd[n] = t.detach();
+  return sd;
+}
+
+void Module::load_state_dict(const StateDict& sd, bool strict) {
+  NamedTensors own = named_parameters();
+  for (auto& nb : named_buffers()) own.push_back(nb);
+  std::vector<std::string> missing, unexpected, wrong_shape;
+  std::set<std::string> known;
+  for (auto& [n, t] : own) {
+    known.insert(n);
+    auto it = sd.find(n);
+    if (it == sd.end()) {
+      missing.push_back(n);
+    } else if (!it->second.defined() || it->second.shape() != t.shape()) {
+      wrong_shape.push_back(fmt::format("{} (expected {}, got {})", n, shape_str(t.shape()),
+                                        it->second.defined() ? shape_str(it->second.shape()) : "undefined"));
+    }
+  }
+  for (auto& [n, t] : sd)
+    if (!known.count(n)) unexpected.push_back(n);
+  // Shape mismatches are always errors (a copy would be impossible); missing and unexpected
+  // keys only when strict. Nothing is copied unless every check passes.
+  if (!wrong_shape.empty() || (strict && (!missing.empty() || !unexpected.empty()))) {
+    std::string msg = describe() + " load_state_dict:";
+    if (!missing.empty()) msg += fmt::format(" missing keys [{}];", fmt::join(missing, ", "));
+    if (!unexpected.empty()) msg += fmt::format(" unexpected keys [{}];", fmt::join(unexpected, ", "));
+    if (!wrong_shape.empty()) msg += fmt::format(" wrong shapes [{}];", fmt::join(wrong_shape, ", "));
+    msg.pop_back();
+    throw Error(msg);
+  }
+  NoGradGuard no_grad;
+  for (auto& [n, t] : own) {
+    auto it = sd.find(n);
+    if (it != sd.end()) t.copy_(it->second);
+  }
+}
+
+size_t Module::register_forward_hook(ForwardHook fn) {
+  static size_t next = 0;
+  hooks_.emplace_back(++next, std::move(fn));
+  return next;
+}
+void Module::remove_forward_hook(size_t id) {
+  for (auto it = hooks_.begin(); it != hooks_.end(); ++it)
+    if (it->first == id) {
+      hooks_.erase(it);
+      return;
+    }
+}
+
+std::string Module::path() const {
+  std::string p;
+  for (const Module* m = this; m && m->parent_; m = m->parent_)
+    p = p.empty() ? m->name_in_parent_ : m->name_in_parent_ + "." + p;
+  return p;
+}
+
+std::string Module::describe() const {
+  std::string p = path();
+  return p.empty() ? type_name_ : fmt::format("{} ({})", p, type_name_);
+}
+
+void Module::fail(const std::string& what) const { throw Error(describe() + ": " + what); }
+
+}  // namespace tg::nn

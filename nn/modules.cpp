@@ -1,0 +1,224 @@
+// The built-in modules: parameters with PyTorch's default initialisation, input checks that
+// name the module path, and forward through tg::nn::functional.
+#include "modules.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "init.hpp"
+
+namespace tg::nn {
+namespace F = functional;
+
+namespace {
+// PyTorch's default for Linear and Conv: kaiming_uniform_(a = sqrt(5)) on the weight, which is
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same bound.
+void default_init(Tensor& w, Tensor& b) {
+  init::kaiming_uniform_(w, std::sqrt(5.0));
+  if (b.defined()) {
+    double bound = 1.0 / std::sqrt(double(init::fans(w).first));
+    init::uniform_(b, -bound, bound);
+  }
+}
+std::vector<int64_t> per_dim(const IntList& v, int dims) {
+  return v.size() == 1 ? std::vector<int64_t>(size_t(dims), v[0]) : std::vector<int64_t>(v);
+}
+}  // namespace
+
+// ---- Linear ----
+Linear::Linear(const LinearOptions& o) : Module("Linear"), options(o) {
+  if (o.in_features() < 1 || o.out_features() < 1)
+    fail(fmt::format("in_features and out_features must be positive, got {} and {}", o.in_features(), o.out_features()));
+  weight = register_parameter("weight", tg::empty({o.out_features(), o.in_features()}));
+  if (o.bias()) bias = register_parameter("bias", tg::empty({o.out_features()}));
+  reset_parameters();
+}
+void Linear::reset_parameters() { default_init(weight, bias); }
+Tensor Linear::forward(const Tensor& x) {
+  if (!x.defined() || x.dim() < 1 || x.size(-1) != options.in_features())
+    fail(fmt::format("expected input with {} features in the last dim, got {}", options.in_features(),
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  return F::linear(x, weight, bias);
+}
+
+// ---- ConvNd ----
+ConvNd::ConvNd(int dims, const ConvNdOptions& o, const char* type_name) : Module(type_name), dims(dims), options(o) {
+  if (o.groups() < 1 || o.in_channels() % o.groups() != 0 || o.out_channels() % o.groups() != 0)
+    fail(fmt::format("in_channels {} and out_channels {} must be divisible by groups {}", o.in_channels(),
+                     o.out_channels(), o.groups()));
+  if (o.kernel_size().size() != 1 && int(o.kernel_size().size()) != dims)
+    fail(fmt::format("kernel_size expects 1 or {} values, got [{}]", dims, fmt::join(o.kernel_size(), ", ")));
+  Shape ws{o.out_channels(), o.in_channels() / o.groups()};
+  for (int64_t k : per_dim(o.kernel_size(), dims)) ws.push_back(k);
+  weight = register_parameter("weight", tg::empty(ws));
+  if (o.bias()) bias = register_parameter("bias", tg::empty({o.out_channels()}));
+  reset_parameters();
+}
+void ConvNd::reset_parameters() { default_init(weight, bias); }
+Tensor ConvNd::forward(const Tensor& x) {
+  if (!x.defined() || x.dim() != dims + 2)
+    fail(fmt::format("expected input with {} dims (N, C, *{} spatial), got {}", dims + 2, dims,
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (x.size(1) != options.in_channels())
+    fail(fmt::format("expected input with {} channels, got {} (input {})", options.in_channels(), x.size(1),
+                     shape_str(x.shape())));
+  auto o = F::ConvOptions().stride(options.stride()).padding(options.padding()).dilation(options.dilation())
+               .groups(options.groups());
+  switch (dims) {
+    case 1: return F::conv1d(x, weight, bias, o);
+    case 2: return F::conv2d(x, weight, bias, o);
+    default: return F::conv3d(x, weight, bias, o);
+  }
+}
+
+// ---- ConvTranspose2d ----
+ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o) : Module("ConvTranspose2d"), options(o) {
+  if (o.groups() < 1 || o.in_channels() % o.groups() != 0 || o.out_channels() % o.groups() != 0)
+    fail(fmt::format("in_channels {} and out_channels {} must be divisible by groups {}", o.in_channels(),
+                     o.out_channels(), o.groups()));
+  Shape ws{o.in_channels(), o.out_channels() / o.groups()};
+  for (int64_t k : per_dim(o.kernel_size(), 2)) ws.push_back(k);
+  weight = register_parameter("weight", tg::empty(ws));
+  if (o.bias()) bias = register_parameter("bias", tg::empty({o.out_channels()}));
+  // PyTorch computes fan_in from weight.size(1) * kernel for transposed convolutions too.
+  default_init(weight, bias);
+}
+Tensor ConvTranspose2d::forward(const Tensor& x) {
+  if (!x.defined() || x.dim() != 4 || x.size(1) != options.in_channels())
+    fail(fmt::format("expected input [N, {}, H, W], got {}", options.in_channels(),
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  return F::conv_transpose2d(x, weight, bias,
+                             F::ConvTransposeOptions().stride(options.stride()).padding(options.padding())
+                                 .output_padding(options.output_padding()).dilation(options.dilation())
+                                 .groups(options.groups()));
+}
+
+// ---- LocallyConnected2d ----
+LocallyConnected2d::LocallyConnected2d(const LocallyConnected2dOptions& o) : Module("LocallyConnected2d"), options(o) {
+  auto in = per_dim(o.in_size(), 2), k = per_dim(o.kernel_size(), 2), s = per_dim(o.stride(), 2),
+       p = per_dim(o.padding(), 2);
+  out_h = (in[0] + 2 * p[0] - k[0]) / s[0] + 1;
+  out_w = (in[1] + 2 * p[1] - k[1]) / s[1] + 1;
+  if (out_h < 1 || out_w < 1)
+    fail(fmt::format("kernel [{}] does not fit input size [{}] with padding [{}]", fmt::join(k, ", "),
+                     fmt::join(in, ", "), fmt::join(p, ", ")));
+  const int64_t fan_in = o.in_channels() * k[0] * k[1];
+  weight = register_parameter("weight", tg::empty({out_h * out_w, o.out_channels(), fan_in}));
+  double bound = 1.0 / std::sqrt(double(fan_in));
+  init::uniform_(weight, -bound, bound);
+  if (o.bias()) {
+    bias = register_parameter("bias", tg::empty({o.out_channels(), out_h, out_w}));
+    init::uniform_(bias, -bound, bound);
+  }
+}
+Tensor LocallyConnected2d::forward(const Tensor& x) {
+  auto in = per_dim(options.in_size(), 2);
+  if (!x.defined() || x.dim() != 4 || x.size(1) != options.in_channels() || x.size(2) != in[0] || x.size(3) != in[1])
+    fail(fmt::format("expected input [N, {}, {}, {}], got {}", options.in_channels(), in[0], in[1],
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  return F::locally_connected2d(x, weight, bias, options.kernel_size(),
+                                F::ConvOptions().stride(options.stride()).padding(options.padding()));
+}
+
+// ---- normalisation ----
+BatchNormNd::BatchNormNd(const BatchNormOptions& o, const char* type_name, std::vector<int64_t> ranks)
+    : Module(type_name), options(o), ranks_(std::move(ranks)) {
+  if (o.num_features() < 1) fail(fmt::format("num_features must be positive, got {}", o.num_features()));
+  const int64_t c = o.num_features();
+  if (o.affine()) {
+    weight = register_parameter("weight", tg::ones({c}));
+    bias = register_parameter("bias", tg::zeros({c}));
+  }
+  if (o.track_running_stats()) {
+    running_mean = register_buffer("running_mean", tg::zeros({c}));
+    running_var = register_buffer("running_var", tg::ones({c}));
+    num_batches_tracked = register_buffer("num_batches_tracked", tg::zeros({}, kInt64));
+  }
+}
+void BatchNormNd::reset_parameters() {
+  if (weight.defined()) init::ones_(weight);
+  if (bias.defined()) init::zeros_(bias);
+  if (running_mean.defined()) {
+    running_mean.zero_();
+    running_var.fill_(1.0);
+    num_batches_tracked.zero_();
+  }
+}
+Tensor BatchNormNd::forward(const Tensor& x) {
+  bool rank_ok = x.defined() && std::find(ranks_.begin(), ranks_.end(), x.dim()) != ranks_.end();
+  if (!rank_ok)
+    fail(fmt::format("expected input with {} dims, got {}", fmt::join(ranks_, " or "),
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (x.size(1) != options.num_features())
+    fail(fmt::format("expected input with {} channels, got {} (input {})", options.num_features(), x.size(1),
+                     shape_str(x.shape())));
+  const bool use_batch_stats = is_training() || !running_mean.defined();
+  if (is_training() && num_batches_tracked.defined()) num_batches_tracked.add_(tg::ones({}, kInt64));
+  return F::batch_norm(x, use_batch_stats && !is_training() ? Tensor() : running_mean,
+                       use_batch_stats && !is_training() ? Tensor() : running_var, weight, bias, use_batch_stats,
+                       options.momentum(), options.eps());
+}
+
+GroupNorm::GroupNorm(const GroupNormOptions& o) : Module("GroupNorm"), options(o) {
+  if (o.num_groups() < 1 || o.num_channels() % o.num_groups() != 0)
+    fail(fmt::format("num_channels {} must be divisible by num_groups {}", o.num_channels(), o.num_groups()));
+  if (o.affine()) {
+    weight = register_parameter("weight", tg::ones({o.num_channels()}));
+    bias = register_parameter("bias", tg::zeros({o.num_channels()}));
+  }
+}
+Tensor GroupNorm::forward(const Tensor& x) {
+  if (!x.defined() || x.dim() < 2 || x.size(1) != options.num_channels())
+    fail(fmt::format("expected input [N, {}, *], got {}", options.num_channels(),
+                     x.defined() ? shape_str(x.shape()) : "undefined"));
+  return F::group_norm(x, options.num_groups(), weight, bias, options.eps());
+}
+
+LayerNorm::LayerNorm(const LayerNormOptions& o) : Module("LayerNorm"), options(o) {
+  if (o.elementwise_affine()) {
+    weight = register_parameter("weight", tg::ones(o.normalized_shape()));
+    bias = register_parameter("bias", tg::zeros(o.normalized_shape()));
+  }
+}
+Tensor LayerNorm::forward(const Tensor& x) {
+  const Shape& ns = options.normalized_shape();
+  bool ok = x.defined() && x.dim() >= int64_t(ns.size()) && std::equal(ns.begin(), ns.end(), x.shape().end() - ns.size());
+  if (!ok)
+    fail(fmt::format("expected input ending in {}, got {}", shape_str(ns), x.defined() ? shape_str(x.shape()) : "undefined"));
+  return F::layer_norm(x, ns, weight, bias, options.eps());
+}
+
+Tensor LocalResponseNorm::forward(const Tensor& x) {
+  return F::local_response_norm(x, options.size(), options.alpha(), options.beta(), options.k());
+}
+
+Dropout::Dropout(double p) : Module("Dropout"), p(p) {
+  if (p < 0 || p > 1) fail(fmt::format("p must be in [0, 1], got {}", p));
+}
+Dropout2d::Dropout2d(double p) : Module("Dropout2d"), p(p) {
+  if (p < 0 || p > 1) fail(fmt::format("p must be in [0, 1], got {}", p));
+}
+
+// ---- containers ----
+Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) : Module("Sequential") {
+  for (const auto& m : modules) push_back(m);
+}
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& m : items_) y = (*m)(y);
+  return y;
+}
+const std::shared_ptr<Module>& Sequential::operator[](size_t i) const {
+  if (i >= items_.size()) fail(fmt::format("index {} out of range for {} modules", i, items_.size()));
+  return items_[i];
+}
+ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) : Module("ModuleList") {
+  for (const auto& m : modules) push_back(m);
+}
+const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
+  if (i >= items_.size()) fail(fmt::format("index {} out of range for {} modules", i, items_.size()));
+  return items_[i];
+}
+
+}  // namespace tg::nn

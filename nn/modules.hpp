@@ -1,0 +1,326 @@
+#pragma once
+/// The built-in modules. Each holds its parameters and buffers and calls tg::nn::functional;
+/// default initialisation follows PyTorch's. Options classes are <Module>Options with fluent
+/// setters, as in libtorch.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "functional.hpp"
+#include "module.hpp"
+
+namespace tg::nn {
+
+using functional::IntList;
+
+#define TG_OPT(T, name)                     \
+ public:                                    \
+  auto& name(T v) {                         \
+    name##_ = std::move(v);                 \
+    return *this;                           \
+  }                                         \
+  const T& name() const { return name##_; } \
+                                            \
+ private:                                   \
+  T name##_
+
+// ---- linear and convolution ----
+class LinearOptions {
+ public:
+  LinearOptions(int64_t in, int64_t out) : in_features_(in), out_features_(out) {}
+  TG_OPT(int64_t, in_features);
+  TG_OPT(int64_t, out_features);
+  TG_OPT(bool, bias){true};
+};
+class Linear : public Module {
+ public:
+  explicit Linear(const LinearOptions& o);
+  Linear(int64_t in, int64_t out) : Linear(LinearOptions(in, out)) {}
+  Tensor forward(const Tensor& x) override;
+  void reset_parameters();
+  LinearOptions options;
+  Tensor weight, bias;  // [out, in], [out]
+};
+
+/// Options of Conv1d/2d/3d: in and out channels, kernel, then stride, padding, dilation, groups, bias.
+class ConvNdOptions {
+ public:
+  ConvNdOptions(int64_t in, int64_t out, IntList kernel)
+      : in_channels_(in), out_channels_(out), kernel_size_(std::move(kernel)) {}
+  TG_OPT(int64_t, in_channels);
+  TG_OPT(int64_t, out_channels);
+  TG_OPT(IntList, kernel_size);
+  TG_OPT(IntList, stride){1};
+  TG_OPT(IntList, padding){0};
+  TG_OPT(IntList, dilation){1};
+  TG_OPT(int64_t, groups){1};
+  TG_OPT(bool, bias){true};
+};
+using Conv1dOptions = ConvNdOptions;
+using Conv2dOptions = ConvNdOptions;
+using Conv3dOptions = ConvNdOptions;
+
+/// Convolution over 1, 2 or 3 spatial dims (Conv1d, Conv2d, Conv3d below).
+class ConvNd : public Module {
+ public:
+  ConvNd(int dims, const ConvNdOptions& o, const char* type_name);
+  Tensor forward(const Tensor& x) override;
+  void reset_parameters();
+  int dims;
+  ConvNdOptions options;
+  Tensor weight, bias;  // [O, C / groups, *kernel], [O]
+};
+struct Conv1d : ConvNd {
+  explicit Conv1d(const ConvNdOptions& o) : ConvNd(1, o, "Conv1d") {}
+  Conv1d(int64_t in, int64_t out, IntList k) : Conv1d(ConvNdOptions(in, out, std::move(k))) {}
+};
+struct Conv2d : ConvNd {
+  explicit Conv2d(const ConvNdOptions& o) : ConvNd(2, o, "Conv2d") {}
+  Conv2d(int64_t in, int64_t out, IntList k) : Conv2d(ConvNdOptions(in, out, std::move(k))) {}
+};
+struct Conv3d : ConvNd {
+  explicit Conv3d(const ConvNdOptions& o) : ConvNd(3, o, "Conv3d") {}
+  Conv3d(int64_t in, int64_t out, IntList k) : Conv3d(ConvNdOptions(in, out, std::move(k))) {}
+};
+
+class ConvTranspose2dOptions {
+ public:
+  ConvTranspose2dOptions(int64_t in, int64_t out, IntList kernel)
+      : in_channels_(in), out_channels_(out), kernel_size_(std::move(kernel)) {}
+  TG_OPT(int64_t, in_channels);
+  TG_OPT(int64_t, out_channels);
+  TG_OPT(IntList, kernel_size);
+  TG_OPT(IntList, stride){1};
+  TG_OPT(IntList, padding){0};
+  TG_OPT(IntList, output_padding){0};
+  TG_OPT(IntList, dilation){1};
+  TG_OPT(int64_t, groups){1};
+  TG_OPT(bool, bias){true};
+};
+class ConvTranspose2d : public Module {
+ public:
+  explicit ConvTranspose2d(const ConvTranspose2dOptions& o);
+  Tensor forward(const Tensor& x) override;
+  ConvTranspose2dOptions options;
+  Tensor weight, bias;  // [C, O / groups, kh, kw], [O]
+};
+
+class LocallyConnected2dOptions {
+ public:
+  /// in_size: the input's spatial size (H, W), needed to size the unshared weights.
+  LocallyConnected2dOptions(int64_t in, int64_t out, IntList in_size, IntList kernel)
+      : in_channels_(in), out_channels_(out), in_size_(std::move(in_size)), kernel_size_(std::move(kernel)) {}
+  TG_OPT(int64_t, in_channels);
+  TG_OPT(int64_t, out_channels);
+  TG_OPT(IntList, in_size);
+  TG_OPT(IntList, kernel_size);
+  TG_OPT(IntList, stride){1};
+  TG_OPT(IntList, padding){0};
+  TG_OPT(bool, bias){true};
+};
+/// One filter bank per output position: weight [OH * OW, O, C * kh * kw], bias [O, OH, OW].
+class LocallyConnected2d : public Module {
+ public:
+  explicit LocallyConnected2d(const LocallyConnected2dOptions& o);
+  Tensor forward(const Tensor& x) override;
+  LocallyConnected2dOptions options;
+  Tensor weight, bias;
+  int64_t out_h = 0, out_w = 0;
+};
+
+// ---- pooling ----
+using MaxPool2dOptions = functional::PoolOptions;
+using AvgPool2dOptions = functional::PoolOptions;
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(const functional::PoolOptions& o) : Module("MaxPool2d"), options(o) {}
+  explicit MaxPool2d(IntList kernel) : MaxPool2d(functional::PoolOptions(std::move(kernel))) {}
+  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, options); }
+  functional::PoolOptions options;
+};
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(const functional::PoolOptions& o) : Module("AvgPool2d"), options(o) {}
+  explicit AvgPool2d(IntList kernel) : AvgPool2d(functional::PoolOptions(std::move(kernel))) {}
+  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, options); }
+  functional::PoolOptions options;
+};
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(IntList output_size) : Module("AdaptiveAvgPool2d"), output_size(std::move(output_size)) {}
+  Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool2d(x, output_size); }
+  IntList output_size;
+};
+
+// ---- normalisation ----
+class BatchNormOptions {
+ public:
+  BatchNormOptions(int64_t features) : num_features_(features) {}  // NOLINT
+  TG_OPT(int64_t, num_features);
+  TG_OPT(double, eps){1e-5};
+  TG_OPT(double, momentum){0.1};
+  TG_OPT(bool, affine){true};
+  TG_OPT(bool, track_running_stats){true};
+};
+/// Batch norm over [N, C] / [N, C, L] (BatchNorm1d) or [N, C, H, W] (BatchNorm2d).
+class BatchNormNd : public Module {
+ public:
+  BatchNormNd(const BatchNormOptions& o, const char* type_name, std::vector<int64_t> ranks);
+  Tensor forward(const Tensor& x) override;
+  void reset_parameters();
+  BatchNormOptions options;
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ private:
+  std::vector<int64_t> ranks_;
+};
+struct BatchNorm1d : BatchNormNd {
+  explicit BatchNorm1d(const BatchNormOptions& o) : BatchNormNd(o, "BatchNorm1d", {2, 3}) {}
+};
+struct BatchNorm2d : BatchNormNd {
+  explicit BatchNorm2d(const BatchNormOptions& o) : BatchNormNd(o, "BatchNorm2d", {4}) {}
+};
+using BatchNorm1dOptions = BatchNormOptions;
+using BatchNorm2dOptions = BatchNormOptions;
+
+class GroupNormOptions {
+ public:
+  GroupNormOptions(int64_t groups, int64_t channels) : num_groups_(groups), num_channels_(channels) {}
+  TG_OPT(int64_t, num_groups);
+  TG_OPT(int64_t, num_channels);
+  TG_OPT(double, eps){1e-5};
+  TG_OPT(bool, affine){true};
+};
+class GroupNorm : public Module {
+ public:
+  explicit GroupNorm(const GroupNormOptions& o);
+  GroupNorm(int64_t groups, int64_t channels) : GroupNorm(GroupNormOptions(groups, channels)) {}
+  Tensor forward(const Tensor& x) override;
+  GroupNormOptions options;
+  Tensor weight, bias;
+};
+
+class LayerNormOptions {
+ public:
+  LayerNormOptions(Shape normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}  // NOLINT
+  TG_OPT(Shape, normalized_shape);
+  TG_OPT(double, eps){1e-5};
+  TG_OPT(bool, elementwise_affine){true};
+};
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(const LayerNormOptions& o);
+  Tensor forward(const Tensor& x) override;
+  LayerNormOptions options;
+  Tensor weight, bias;
+};
+
+class LocalResponseNormOptions {
+ public:
+  LocalResponseNormOptions(int64_t size) : size_(size) {}  // NOLINT
+  TG_OPT(int64_t, size);
+  TG_OPT(double, alpha){1e-4};
+  TG_OPT(double, beta){0.75};
+  TG_OPT(double, k){1.0};
+};
+class LocalResponseNorm : public Module {
+ public:
+  explicit LocalResponseNorm(const LocalResponseNormOptions& o) : Module("LocalResponseNorm"), options(o) {}
+  Tensor forward(const Tensor& x) override;
+  LocalResponseNormOptions options;
+};
+
+// ---- dropout and activations ----
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5);
+  Tensor forward(const Tensor& x) override { return functional::dropout(x, p, is_training()); }
+  double p;
+};
+class Dropout2d : public Module {
+ public:
+  explicit Dropout2d(double p = 0.5);
+  Tensor forward(const Tensor& x) override { return functional::dropout2d(x, p, is_training()); }
+  double p;
+};
+struct ReLU : Module {
+  ReLU() : Module("ReLU") {}
+  Tensor forward(const Tensor& x) override { return functional::relu(x); }
+};
+struct LeakyReLU : Module {
+  explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), negative_slope(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return functional::leaky_relu(x, negative_slope); }
+  double negative_slope;
+};
+struct Sigmoid : Module {
+  Sigmoid() : Module("Sigmoid") {}
+  Tensor forward(const Tensor& x) override { return functional::sigmoid(x); }
+};
+struct Tanh : Module {
+  Tanh() : Module("Tanh") {}
+  Tensor forward(const Tensor& x) override { return functional::tanh(x); }
+};
+struct GELU : Module {
+  explicit GELU(bool tanh_approximation = false) : Module("GELU"), tanh_approximation(tanh_approximation) {}
+  Tensor forward(const Tensor& x) override { return functional::gelu(x, tanh_approximation); }
+  bool tanh_approximation;
+};
+struct Identity : Module {
+  Identity() : Module("Identity") {}
+  Tensor forward(const Tensor& x) override { return x; }
+};
+struct Flatten : Module {
+  explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1)
+      : Module("Flatten"), start_dim(start_dim), end_dim(end_dim) {}
+  Tensor forward(const Tensor& x) override { return tg::flatten(x, start_dim, end_dim); }
+  int64_t start_dim, end_dim;
+};
+struct Upsample : Module {
+  explicit Upsample(const functional::InterpolateOptions& o) : Module("Upsample"), options(o) {}
+  Tensor forward(const Tensor& x) override { return functional::interpolate(x, options); }
+  functional::InterpolateOptions options;
+};
+
+// ---- containers ----
+/// Runs its children in order; children are named "0", "1", ... as in PyTorch.
+class Sequential : public Module {
+ public:
+  Sequential() : Module("Sequential") {}
+  Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
+  template <typename M>
+  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+    register_module(std::to_string(size()), m);
+    items_.push_back(m);
+    return m;
+  }
+  Tensor forward(const Tensor& x) override;
+  size_t size() const { return items_.size(); }
+  const std::shared_ptr<Module>& operator[](size_t i) const;
+
+ private:
+  std::vector<std::shared_ptr<Module>> items_;
+};
+
+/// A list of modules registered as "0", "1", ...; forward is up to the owner.
+class ModuleList : public Module {
+ public:
+  ModuleList() : Module("ModuleList") {}
+  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules);
+  template <typename M>
+  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+    register_module(std::to_string(size()), m);
+    items_.push_back(m);
+    return m;
+  }
+  size_t size() const { return items_.size(); }
+  const std::shared_ptr<Module>& operator[](size_t i) const;
+  std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return items_.begin(); }
+  std::vector<std::shared_ptr<Module>>::const_iterator end() const { return items_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<Module>> items_;
+};
+
+#undef TG_OPT
+
+}  // namespace tg::nn

@@ -1,0 +1,130 @@
+// Normalisation layers, composed from reductions and elementwise ops.
+#include <fmt/format.h>
+
+#include "../autograd/autograd.hpp"
+#include "functional.hpp"
+
+namespace tg::nn::functional {
+namespace {
+
+// [1, C, 1, ...] so a per-channel vector broadcasts against x [N, C, *].
+Shape channel_shape(const Tensor& x) {
+  Shape s(size_t(x.dim()), 1);
+  s[1] = x.size(1);
+  return s;
+}
+
+void check_channel_vector(const Tensor& t, int64_t c, const char* op, const char* what) {
+  if (t.defined() && (t.dim() != 1 || t.size(0) != c))
+    throw Error(fmt::format("{}: {} expects shape [{}], got {}", op, what, c, shape_str(t.shape())));
+}
+
+Tensor affine(const Tensor& y, const Tensor& w, const Tensor& b, const Shape& s) {
+  Tensor r = y;
+  if (w.defined()) r = r * w.reshape(s);
+  if (b.defined()) r = r + b.reshape(s);
+  return r;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  if (!x.defined() || x.dim() < 2)
+    throw Error(fmt::format("batch_norm: expected input [N, C, *], got {}", x.defined() ? shape_str(x.shape()) : "undefined"));
+  const int64_t c = x.size(1);
+  check_channel_vector(weight, c, op, "weight");
+  check_channel_vector(bias, c, op, "bias");
+  check_channel_vector(running_mean, c, op, "running_mean");
+  check_channel_vector(running_var, c, op, "running_var");
+  const Shape cs = channel_shape(x);
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  if (!training) {
+    if (!running_mean.defined() || !running_var.defined())
+      throw Error("batch_norm: evaluation mode needs running_mean and running_var");
+    Tensor inv = 1.0 / tg::sqrt(running_var.to(x.dtype()) + eps);
+    Tensor scale = weight.defined() ? inv * weight : inv;
+    Tensor shift = -running_mean.to(x.dtype()) * scale;
+    if (bias.defined()) shift = shift + bias;
+    return x * scale.reshape(cs) + shift.reshape(cs);
+  }
+  const int64_t count = x.numel() / c;
+  if (count <= 1)
+    throw Error(fmt::format("batch_norm: expected more than 1 value per channel when training, got input {}",
+                            shape_str(x.shape())));
+  Tensor mean = tg::mean(x, dims, true);
+  Tensor centered = x - mean;
+  Tensor var = tg::mean(centered * centered, dims, true);  // biased, for normalising
+  Tensor y = centered / tg::sqrt(var + eps);
+  if (running_mean.defined() && running_var.defined()) {
+    NoGradGuard no_grad;
+    Tensor m = mean.detach().reshape({c}).to(running_mean.dtype());
+    Tensor v = (var.detach().reshape({c}) * (double(count) / double(count - 1))).to(running_var.dtype());
+    Tensor rm = running_mean, rv = running_var;
+    rm.mul_(1.0 - momentum).add_(m, momentum);
+    rv.mul_(1.0 - momentum).add_(v, momentum);
+  }
+  return affine(y, weight, bias, cs);
+}
+
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
+  const char* op = "group_norm";
+  if (!x.defined() || x.dim() < 2)
+    throw Error(fmt::format("group_norm: expected input [N, C, *], got {}", x.defined() ? shape_str(x.shape()) : "undefined"));
+  const int64_t c = x.size(1);
+  if (groups < 1 || c % groups != 0)
+    throw Error(fmt::format("group_norm: {} channels (input {}) are not divisible into {} groups", c,
+                            shape_str(x.shape()), groups));
+  check_channel_vector(weight, c, op, "weight");
+  check_channel_vector(bias, c, op, "bias");
+  Tensor g = x.reshape({x.size(0), groups, -1});
+  Tensor centered = g - tg::mean(g, {2}, true);
+  Tensor y = centered / tg::sqrt(tg::mean(centered * centered, {2}, true) + eps);
+  return affine(y.reshape(x.shape()), weight, bias, channel_shape(x));
+}
+
+Tensor instance_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  if (!x.defined() || x.dim() < 3)
+    throw Error(fmt::format("instance_norm: expected input [N, C, *spatial], got {}",
+                            x.defined() ? shape_str(x.shape()) : "undefined"));
+  return group_norm(x, x.size(1), weight, bias, eps);
+}
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  const int64_t k = int64_t(normalized_shape.size());
+  bool ok = x.defined() && k >= 1 && x.dim() >= k &&
+            std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k);
+  if (!ok)
+    throw Error(fmt::format("layer_norm: expected input whose last dims are {}, got {}", shape_str(normalized_shape),
+                            x.defined() ? shape_str(x.shape()) : "undefined"));
+  for (const Tensor* t : {&weight, &bias})
+    if (t->defined() && t->shape() != normalized_shape)
+      throw Error(fmt::format("layer_norm: weight and bias expect shape {}, got {}", shape_str(normalized_shape),
+                              shape_str(t->shape())));
+  std::vector<int64_t> dims;
+  for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
+  Tensor centered = x - tg::mean(x, dims, true);
+  Tensor y = centered / tg::sqrt(tg::mean(centered * centered, dims, true) + eps);
+  if (weight.defined()) y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+Tensor local_response_norm(const Tensor& x, int64_t size, double alpha, double beta, double k) {
+  if (!x.defined() || x.dim() < 3)
+    throw Error(fmt::format("local_response_norm: expected input [N, C, *spatial], got {}",
+                            x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (size < 1) throw Error(fmt::format("local_response_norm: size must be positive, got {}", size));
+  const int64_t n = x.size(0), c = x.size(1), rest = x.numel() / (n * c);
+  // Mean of squares over a window of `size` channels, zero-padded as PyTorch does.
+  Tensor sq = (x * x).reshape({n, 1, c, rest});
+  sq = tg::pad(sq, {0, 0, size / 2, (size - 1) / 2});
+  Tensor win = tg::unfold(sq, WindowOptions({size, 1}));  // [N, size, C * rest]
+  Tensor avg = tg::mean(win, {1}).reshape(x.shape());
+  return x / tg::pow(avg * alpha + k, beta);
+}
+
+}  // namespace tg::nn::functional
