@@ -22,20 +22,6 @@ Dtype promote(Dtype a, Dtype b) {
   return kInt64;
 }
 
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    if (x != y && x != 1 && y != 1)
-      throw Error(fmt::format("{}: shapes {} and {} cannot be broadcast (dim {}: {} vs {})", op, shape_str(a),
-                              shape_str(b), i, x, y));
-    out[i] = x == 1 ? y : x;
-  }
-  return out;
-}
-
 // Broadcasts x to s: leading size-1 dims by reshape, then the primitive expand.
 Tensor expand_to(const Tensor& x, const Shape& s) {
   if (x.shape() == s) return x;
@@ -48,14 +34,21 @@ Tensor expand_to(const Tensor& x, const Shape& s) {
   return prim::expand(r, s);
 }
 
-std::pair<Tensor, Tensor> broadcast(const Tensor& a, const Tensor& b, const char* op) {
+// Promotes two operands to a common dtype; the binary primitives broadcast them themselves
+// (a zero-stride read instead of a copy).
+std::pair<Tensor, Tensor> promote_pair(const Tensor& a, const Tensor& b, const char* op) {
   need(a, op);
   need(b, op);
-  if (a.dtype() == b.dtype() && a.shape() == b.shape()) return {a, b};  // the common case, kept cheap
+  if (a.dtype() == b.dtype()) return {a, b};
   Dtype d = promote(a.dtype(), b.dtype());
-  Shape s = broadcast_shapes(a.shape(), b.shape(), op);
-  Tensor x = a.dtype() == d ? a : prim::cast(a, d);
-  Tensor y = b.dtype() == d ? b : prim::cast(b, d);
+  return {a.dtype() == d ? a : prim::cast(a, d), b.dtype() == d ? b : prim::cast(b, d)};
+}
+
+// Promotes and materialises the broadcast (for where and matmul's batch dims).
+std::pair<Tensor, Tensor> broadcast(const Tensor& a, const Tensor& b, const char* op) {
+  auto [x, y] = promote_pair(a, b, op);
+  if (x.shape() == y.shape()) return {x, y};
+  Shape s = detail::broadcast_shapes(x.shape(), y.shape(), op);
   return {expand_to(x, s), expand_to(y, s)};
 }
 
@@ -108,11 +101,27 @@ Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, c
 
 }  // namespace
 
+namespace detail {
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (x != y && x != 1 && y != 1)
+      throw Error(fmt::format("{}: shapes {} and {} cannot be broadcast (dim {}: {} vs {})", op, shape_str(a),
+                              shape_str(b), i, x, y));
+    out[i] = x == 1 ? y : x;
+  }
+  return out;
+}
+}  // namespace detail
+
 // ---- arithmetic ----
-Tensor operator+(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "add"); return prim::add(x, y); }
-Tensor operator-(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "sub"); return prim::sub(x, y); }
-Tensor operator*(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "mul"); return prim::mul(x, y); }
-Tensor operator/(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "div"); return prim::div(x, y); }
+Tensor operator+(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "add"); return prim::add(x, y); }
+Tensor operator-(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "sub"); return prim::sub(x, y); }
+Tensor operator*(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "mul"); return prim::mul(x, y); }
+Tensor operator/(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "div"); return prim::div(x, y); }
 Tensor operator+(const Tensor& a, double b) { return a + scalar_like(a, b); }
 Tensor operator-(const Tensor& a, double b) { return a - scalar_like(a, b); }
 Tensor operator*(const Tensor& a, double b) { return a * scalar_like(a, b); }
@@ -132,9 +141,9 @@ Tensor sigmoid(const Tensor& x) { need(x, "sigmoid"); return prim::sigmoid(x); }
 Tensor relu(const Tensor& x) { need(x, "relu"); return prim::relu(x); }
 Tensor erf(const Tensor& x) { need(x, "erf"); return prim::erf(x); }
 Tensor pow(const Tensor& x, double p) { need(x, "pow"); return prim::pow_scalar(x, p); }
-Tensor pow(const Tensor& x, const Tensor& p) { auto [a, b] = broadcast(x, p, "pow"); return prim::pow(a, b); }
-Tensor maximum(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "maximum"); return prim::maximum(x, y); }
-Tensor minimum(const Tensor& a, const Tensor& b) { auto [x, y] = broadcast(a, b, "minimum"); return prim::minimum(x, y); }
+Tensor pow(const Tensor& x, const Tensor& p) { auto [a, b] = promote_pair(x, p, "pow"); return prim::pow(a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "maximum"); return prim::maximum(x, y); }
+Tensor minimum(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "minimum"); return prim::minimum(x, y); }
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
   need(x, "clamp");
@@ -147,13 +156,13 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   need(cond, "where");
   auto [x, y] = broadcast(a, b, "where");
-  Shape s = broadcast_shapes(cond.shape(), x.shape(), "where");
+  Shape s = detail::broadcast_shapes(cond.shape(), x.shape(), "where");
   return prim::where(expand_to(cond.detach(), s), expand_to(x, s), expand_to(y, s));
 }
 
 #define TG_COMPARE(name, op)                                     \
   Tensor name(const Tensor& a, const Tensor& b) {                \
-    auto [x, y] = broadcast(a.detach(), b.detach(), #name);      \
+    auto [x, y] = promote_pair(a.detach(), b.detach(), #name);   \
     return prim::compare(x, y, prim::Cmp::op);                   \
   }
 TG_COMPARE(eq, Eq)
@@ -400,7 +409,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Shape ba(x.shape().begin(), x.shape().end() - 2), bb(y.shape().begin(), y.shape().end() - 2);
     Shape batch;
     try {
-      batch = broadcast_shapes(ba, bb, "matmul");
+      batch = detail::broadcast_shapes(ba, bb, "matmul");
     } catch (const Error&) {
       throw Error(fmt::format("matmul: the batch dims {} of {} and {} of {} cannot be broadcast", shape_str(ba),
                               shape_str(a.shape()), shape_str(bb), shape_str(b.shape())));

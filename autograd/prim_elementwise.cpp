@@ -31,28 +31,100 @@ Tensor unary(const Tensor& x, const char* op, F f) {
   return y;
 }
 
-void check_same(const Tensor& a, const Tensor& b, const char* op) {
+void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   check_defined(a, op);
   check_defined(b, op);
-  if (a.shape() != b.shape() || a.dtype() != b.dtype())
-    throw Error(fmt::format("{}: expected operands of equal shape and dtype, got {} {} and {} {}", op,
-                            dtype_name(a.dtype()), shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape())));
+  if (a.dtype() != b.dtype())
+    throw Error(fmt::format("{}: expected operands of equal dtype, got {} {} and {} {}", op, dtype_name(a.dtype()),
+                            shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape())));
 }
 
-// out[i] = f(a[i], b[i]).
+// y[idx] = f(a[idx'], b[idx'']) over the broadcast shape, reading a broadcast operand through a
+// zero stride instead of materialising it. Adjacent dims that are contiguous for both operands
+// are merged, so the inner loop is long and, for a per-channel operand, reads a constant.
+template <typename T, typename F>
+void broadcast_apply(const T* a, const Shape& as, const T* b, const Shape& bs, T* y, const Shape& ys, F f) {
+  const size_t nd = ys.size();
+  auto strides = [nd, &ys](const Shape& s) {
+    std::vector<int64_t> st(nd, 0);
+    int64_t stride = 1;
+    for (size_t i = nd; i-- > 0;) {
+      const int64_t dim = i + s.size() >= nd ? s[i + s.size() - nd] : 1;
+      st[i] = dim == 1 && ys[i] != 1 ? 0 : stride;
+      stride *= dim;
+    }
+    return st;
+  };
+  const std::vector<int64_t> sa = strides(as), sb = strides(bs);
+  std::vector<int64_t> shape, ca, cb;
+  for (size_t i = 0; i < nd; ++i) {
+    if (ys[i] == 1) continue;
+    if (!shape.empty() && ca.back() == sa[i] * ys[i] && cb.back() == sb[i] * ys[i]) {
+      shape.back() *= ys[i];
+      ca.back() = sa[i];
+      cb.back() = sb[i];
+    } else {
+      shape.push_back(ys[i]);
+      ca.push_back(sa[i]);
+      cb.push_back(sb[i]);
+    }
+  }
+  if (shape.empty()) {
+    y[0] = f(a[0], b[0]);
+    return;
+  }
+  const size_t k = shape.size();
+  const int64_t n = shape[k - 1], ia = ca[k - 1], ib = cb[k - 1];
+  int64_t outer = 1;
+  for (size_t i = 0; i + 1 < k; ++i) outer *= shape[i];
+  std::vector<int64_t> idx(k, 0);
+  for (int64_t o = 0; o < outer; ++o, y += n) {
+    if (ia == 1 && ib == 1) {
+      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+    } else if (ia == 1) {
+      const T c = *b;
+      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], c);
+    } else if (ib == 1) {
+      const T c = *a;
+      for (int64_t i = 0; i < n; ++i) y[i] = f(c, b[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * ia], b[i * ib]);
+    }
+    for (size_t d = k - 1; d-- > 0;) {  // advance the odometer over the outer dims
+      a += ca[d];
+      b += cb[d];
+      if (++idx[d] < shape[d]) break;
+      a -= ca[d] * shape[d];
+      b -= cb[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// out = f(a, b) with NumPy broadcasting (equal dtypes).
 template <typename F>
 Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
-  check_same(a, b, op);
-  Tensor y = detail::make_tensor(a.shape(), a.dtype());
+  check_pair(a, b, op);
+  const Shape ys = a.shape() == b.shape() ? a.shape() : detail::broadcast_shapes(a.shape(), b.shape(), op);
+  Tensor y = detail::make_tensor(ys, a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
     const T* pa = typed<T>(a);
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
-    const int64_t n = a.numel();
-    for (int64_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
+    if (a.shape() == b.shape()) {
+      const int64_t n = a.numel();
+      for (int64_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
+    } else {
+      broadcast_apply<T>(pa, a.shape(), pb, b.shape(), py, ys, f);
+    }
   });
   return y;
+}
+
+// The gradient of a broadcast operand: summed back to its shape (expand's VJP).
+Tensor reduce_to(const Tensor& g, const Tensor& like) {
+  return g.shape() == like.shape() ? g : prim::sum_to(g, like.shape());
 }
 
 template <typename F>
@@ -113,8 +185,22 @@ Tensor erf(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor y = unary<false>(x, "relu", loop([](auto v) { return v > 0 ? v : decltype(v)(0); }));
-  return detail::record("relu", y, {x},
-                        [x](const Tensor& g, const Tensor&, Needs) { return Grads{g * gt(x, zeros_like(x))}; });
+  return detail::record("relu", y, {x}, [x](const Tensor& g, const Tensor&, Needs) {
+    return Grads{prim::relu_backward(g, x)};
+  });
+}
+
+// g where x > 0, else 0: relu's VJP in one pass (g * (x > 0) would take two and a temporary).
+Tensor relu_backward(const Tensor& g, const Tensor& x) {
+  check_pair(g, x, "relu_backward");
+  if (g.shape() != x.shape())
+    throw Error(fmt::format("relu_backward: expected equal shapes, got {} and {}", shape_str(g.shape()),
+                            shape_str(x.shape())));
+  Tensor y = binary(g, x, "relu_backward", [](auto u, auto v) { return v > 0 ? u : decltype(u)(0); });
+  // Linear in g with the same mask; x gets nothing (the mask is piecewise constant).
+  return detail::record("relu_backward", y, {g, x}, [x](const Tensor& gg, const Tensor&, Needs n) {
+    return Grads{n[0] ? prim::relu_backward(gg, x) : Tensor(), Tensor()};
+  });
 }
 
 Tensor pow_scalar(const Tensor& x, double p) {
@@ -138,39 +224,44 @@ Tensor cast(const Tensor& x, Dtype d) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "add", [](auto u, auto v) { return u + v; });
-  return detail::record("add", y, {a, b}, [](const Tensor& g, const Tensor&, Needs) { return Grads{g, g}; });
+  return detail::record("add", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
+    return Grads{n[0] ? reduce_to(g, a) : Tensor(), n[1] ? reduce_to(g, b) : Tensor()};
+  });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "sub", [](auto u, auto v) { return u - v; });
-  return detail::record("sub", y, {a, b}, [](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{g, n[1] ? -g : Tensor()};
+  return detail::record("sub", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
+    return Grads{n[0] ? reduce_to(g, a) : Tensor(), n[1] ? reduce_to(-g, b) : Tensor()};
   });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "mul", [](auto u, auto v) { return u * v; });
   return detail::record("mul", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? g * b : Tensor(), n[1] ? g * a : Tensor()};
+    return Grads{n[0] ? reduce_to(g * b, a) : Tensor(), n[1] ? reduce_to(g * a, b) : Tensor()};
   });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "div", [](auto u, auto v) { return u / v; });
   return detail::record("div", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? g / b : Tensor(), n[1] ? -g * a / (b * b) : Tensor()};
+    return Grads{n[0] ? reduce_to(g / b, a) : Tensor(), n[1] ? reduce_to(-g * a / (b * b), b) : Tensor()};
   });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
-  check_same(a, b, "pow");
+  check_pair(a, b, "pow");
   dispatch_floating(a.dtype(), "pow", [](auto) {});
   Tensor y = binary(a, b, "pow", [](auto u, auto v) { return decltype(u)(std::pow(u, v)); });
   return detail::record("pow", y, {a, b}, [a, b](const Tensor& g, const Tensor& out, Needs n) {
     Tensor ga, gb;
-    if (n[0]) ga = g * b * tg::pow(a, b - 1.0);
-    // d/db a^b = a^b log a; zero where a == 0 and b >= 0 (PyTorch's convention).
-    if (n[1]) gb = tg::where(eq(a, zeros_like(a)), zeros_like(a), g * out * tg::log(a));
+    if (n[0]) ga = reduce_to(g * b * tg::pow(a, b - 1.0), a);
+    // d/db a^b = a^b log a; zero where a == 0 (PyTorch's convention for b >= 0).
+    if (n[1]) {
+      Tensor la = tg::where(eq(a, zeros_like(a)), zeros_like(a), tg::log(a));
+      gb = reduce_to(g * out * la, b);
+    }
     return Grads{ga, gb};
   }, true);
 }
@@ -179,7 +270,8 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "maximum", [](auto u, auto v) { return u > v ? u : v; });
   return detail::record("maximum", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
     Tensor half = eq(a, b) * 0.5;
-    return Grads{n[0] ? g * (gt(a, b) + half) : Tensor(), n[1] ? g * (lt(a, b) + half) : Tensor()};
+    return Grads{n[0] ? reduce_to(g * (gt(a, b) + half), a) : Tensor(),
+                 n[1] ? reduce_to(g * (lt(a, b) + half), b) : Tensor()};
   });
 }
 
@@ -187,27 +279,28 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "minimum", [](auto u, auto v) { return u < v ? u : v; });
   return detail::record("minimum", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
     Tensor half = eq(a, b) * 0.5;
-    return Grads{n[0] ? g * (lt(a, b) + half) : Tensor(), n[1] ? g * (gt(a, b) + half) : Tensor()};
+    return Grads{n[0] ? reduce_to(g * (lt(a, b) + half), a) : Tensor(),
+                 n[1] ? reduce_to(g * (gt(a, b) + half), b) : Tensor()};
   });
 }
 
 Tensor compare(const Tensor& a, const Tensor& b, Cmp op) {
-  static const char* names[] = {"eq", "ne", "lt", "le", "gt", "ge"};
-  return binary(a, b, names[int(op)], [op](auto u, auto v) {
-    using T = decltype(u);
-    switch (op) {
-      case Cmp::Eq: return T(u == v);
-      case Cmp::Ne: return T(u != v);
-      case Cmp::Lt: return T(u < v);
-      case Cmp::Le: return T(u <= v);
-      case Cmp::Gt: return T(u > v);
-      default: return T(u >= v);
-    }
-  });
+  // One loop per comparison, so each vectorises.
+  switch (op) {
+    case Cmp::Eq: return binary(a, b, "eq", [](auto u, auto v) { return decltype(u)(u == v); });
+    case Cmp::Ne: return binary(a, b, "ne", [](auto u, auto v) { return decltype(u)(u != v); });
+    case Cmp::Lt: return binary(a, b, "lt", [](auto u, auto v) { return decltype(u)(u < v); });
+    case Cmp::Le: return binary(a, b, "le", [](auto u, auto v) { return decltype(u)(u <= v); });
+    case Cmp::Gt: return binary(a, b, "gt", [](auto u, auto v) { return decltype(u)(u > v); });
+    default: return binary(a, b, "ge", [](auto u, auto v) { return decltype(u)(u >= v); });
+  }
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_same(a, b, "where");
+  check_pair(a, b, "where");
+  if (a.shape() != b.shape())
+    throw Error(fmt::format("where: expected operands of equal shape, got {} and {}", shape_str(a.shape()),
+                            shape_str(b.shape())));
   check_defined(cond, "where");
   if (cond.shape() != a.shape())
     throw Error(fmt::format("where: expected a condition of shape {}, got {}", shape_str(a.shape()),

@@ -94,6 +94,7 @@ VjpFn matmul_vjp(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  detail::ensure_blas_core();
   Plan p = plan(a, b, ta, tb, "matmul", true);
   Shape out_shape = p.batch;
   out_shape.push_back(p.m);
@@ -116,6 +117,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }
 
 Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  detail::ensure_blas_core();
   Plan p = plan(a, b, ta, tb, "matmul_reduce", false);
   Tensor y = zeros({p.m, p.n}, a.dtype());
   dispatch(a.dtype(), [&](auto z) {

@@ -138,18 +138,26 @@ Tensor expand(const Tensor& x, const Shape& s) {
   });
 }
 
-// The one place a gradient is reduced back to a broadcast operand's shape.
+// The one place a gradient is reduced back to a broadcast operand's shape: the VJP of expand,
+// and of the broadcast binary primitives. s may have fewer dims than g (leading dims summed).
 Tensor sum_to(const Tensor& g, const Shape& s) {
-  if (size_t(g.dim()) != s.size())
-    throw Error(fmt::format("sum_to: expected a target of {} dims, got {}", g.dim(), shape_str(s)));
+  if (s.size() > size_t(g.dim()))
+    throw Error(fmt::format("sum_to: cannot reduce shape {} to {}", shape_str(g.shape()), shape_str(s)));
+  const size_t lead = size_t(g.dim()) - s.size();
   std::vector<int64_t> dims;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == g.shape()[i]) continue;
-    if (s[i] != 1)
+  for (size_t i = 0; i < size_t(g.dim()); ++i) {
+    if (i < lead) {
+      dims.push_back(int64_t(i));
+      continue;
+    }
+    if (s[i - lead] == g.shape()[i]) continue;
+    if (s[i - lead] != 1)
       throw Error(fmt::format("sum_to: cannot reduce shape {} to {}", shape_str(g.shape()), shape_str(s)));
     dims.push_back(int64_t(i));
   }
-  return dims.empty() ? g : prim::sum(g, dims);
+  if (dims.empty()) return g;
+  Tensor r = prim::sum(g, dims);
+  return r.shape() == s ? r : prim::reshape(r, s);
 }
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& before, const std::vector<int64_t>& after, double value) {
@@ -251,6 +259,27 @@ namespace {
 template <typename F>
 void for_index(const Shape& x_shape, int64_t dim, const Tensor& index, const char* op, F f) {
   const Shape& is = index.shape();
+  bool same_outside = true;
+  for (size_t d = 0; d < is.size(); ++d) same_outside = same_outside && (int64_t(d) == dim || is[d] == x_shape[d]);
+  if (same_outside) {
+    // The common case (index and input agree outside dim): (outer, rows, inner) loops.
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < dim; ++d) outer *= is[size_t(d)];
+    for (size_t d = size_t(dim) + 1; d < is.size(); ++d) inner *= is[d];
+    const int64_t irows = is[size_t(dim)], xrows = x_shape[size_t(dim)];
+    const int64_t* idx = typed<int64_t>(index);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < irows; ++j) {
+        const int64_t base = (o * irows + j) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t c = idx[base + i];
+          if (c < 0 || c >= xrows)
+            throw Error(fmt::format("{}: index {} out of range for dim {} of size {}", op, c, dim, xrows));
+          f(base + i, (o * xrows + c) * inner + i);
+        }
+      }
+    return;
+  }
   Shape xs = contiguous_strides(x_shape), ist = contiguous_strides(is);
   const int64_t* idx = typed<int64_t>(index);
   const int64_t n = index.numel(), nd = index.dim(), limit = x_shape[size_t(dim)];

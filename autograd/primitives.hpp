@@ -4,8 +4,9 @@
 /// (so create_graph gives second derivatives). Everything else in tapegrad (broadcasting,
 /// mean, softmax, convolution, pooling, norms, losses) is composed from these.
 ///
-/// Binary primitives take equal shapes and dtypes; the public wrappers in ops.cpp broadcast by
-/// inserting expand, whose VJP (sum_to) is the one place a gradient is reduced to a shape.
+/// Binary primitives take equal dtypes and NumPy-broadcastable shapes: a broadcast operand is
+/// read through a zero stride (a virtual expand, never copied), and its gradient is reduced with
+/// sum_to, expand's VJP: still the one place a gradient is reduced to a shape.
 /// Adding a primitive needs a reason in docs/design.md.
 #include <vector>
 
@@ -21,12 +22,13 @@ Tensor sqrt(const Tensor& x);                   // g / (2 out)
 Tensor abs(const Tensor& x);                    // g * sign(x)
 Tensor tanh(const Tensor& x);                   // g * (1 - out^2)
 Tensor sigmoid(const Tensor& x);                // g * out * (1 - out)
-Tensor relu(const Tensor& x);                   // g * (x > 0)
+Tensor relu(const Tensor& x);                   // relu_backward(g, x)
+Tensor relu_backward(const Tensor& g, const Tensor& x);  // g * [x > 0] in one pass; VJP: itself in g
 Tensor erf(const Tensor& x);                    // g * 2/sqrt(pi) * exp(-x^2); exact GELU needs it
 Tensor pow_scalar(const Tensor& x, double p);   // g * p * x^(p-1)
 Tensor cast(const Tensor& x, Dtype d);          // cast(g, x.dtype)
 
-// ---- elementwise binary on equal shapes (prim_elementwise.cpp) ----
+// ---- elementwise binary with broadcasting (prim_elementwise.cpp); g reduced by sum_to ----
 Tensor add(const Tensor& a, const Tensor& b);      // g, g
 Tensor sub(const Tensor& a, const Tensor& b);      // g, -g
 Tensor mul(const Tensor& a, const Tensor& b);      // g b, g a
@@ -49,7 +51,7 @@ Tensor argmax(const Tensor& x, int64_t dim);                     // int64, keepd
 Tensor reshape(const Tensor& x, const Shape& s);             // reshape(g, x.shape); shares storage
 Tensor permute(const Tensor& x, const std::vector<int64_t>& perm);  // permute(g, inverse)
 Tensor expand(const Tensor& x, const Shape& s);              // sum_to(g, x.shape); x.dim() == s.size()
-Tensor sum_to(const Tensor& g, const Shape& s);              // adjoint of expand: expand(g, s)
+Tensor sum_to(const Tensor& g, const Shape& s);              // adjoint of expand (sum + reshape)
 Tensor pad(const Tensor& x, const std::vector<int64_t>& before, const std::vector<int64_t>& after,
            double value);                                    // slice of g
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step);  // slice_backward

@@ -35,6 +35,12 @@ struct TensorImpl {
 
 namespace detail {
 [[noreturn]] void throw_undefined(const char* what);
+/// The OpenBLAS kernel set in use ("SkylakeX", "Haswell", "Prescott"...).
+const char* blas_core_name();
+/// Upgrades OpenBLAS from its generic fallback kernels when the CPU allows (autograd/blas_core.cpp).
+void ensure_blas_core();
+/// NumPy broadcast of two shapes; throws naming `op` and both shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 /// A fresh, uninitialised tensor of shape s.
 Tensor make_tensor(const Shape& s, Dtype d);
 /// A tensor sharing `storage` with shape s (numel must fit).

@@ -80,7 +80,11 @@ Tensor max_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const cha
   std::vector<int64_t> after(g.p);
   for (size_t i = 0; i < after.size(); ++i) after[i] += g.extra[i];
   Tensor xp = tg::pad(x, spatial_pads(g.p, after), -std::numeric_limits<double>::infinity());
-  return tg::max(windows(xp, g), {2}).reshape(out_shape(x, g));
+  // The window's first maximum, picked with gather: the gradient flows to that one element (as
+  // in PyTorch's max_pool), through gather's VJP, a single scatter pass.
+  Tensor w = windows(xp, g);  // [N, C, K, L]
+  Tensor arg = tg::argmax(w, 2, true);
+  return tg::gather(w, 2, arg).reshape(out_shape(x, g));
 }
 
 Tensor avg_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const char* op) {

@@ -1,0 +1,50 @@
+// OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons (this machine reports family 6,
+// model 207) and falls back to its generic "Prescott" SSE3 kernels, 2.5-3x slower than the
+// AVX-512 ones on this CPU. When the user has not chosen a core (OPENBLAS_CORETYPE unset) and
+// OpenBLAS picked that fallback on a CPU with AVX-512 (or AVX2 + FMA), re-initialise its kernel
+// table for SkylakeX (or Haswell) once, before the library's first GEMM. TAPEGRAD_KEEP_BLAS_CORE=1 disables this.
+#include <cstdlib>
+#include <cstring>
+
+extern "C" {
+char* openblas_get_corename(void);
+void gotoblas_dynamic_init(void);
+void gotoblas_dynamic_quit(void);
+}
+
+namespace tg::detail {
+namespace {
+
+const char* better_core() {
+  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("TAPEGRAD_KEEP_BLAS_CORE")) return nullptr;
+  const char* name = openblas_get_corename();
+  if (!name || std::strcmp(name, "Prescott") != 0) return nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return nullptr;
+}
+
+bool switch_core() {
+  const char* core = better_core();
+  if (!core) return false;
+  setenv("OPENBLAS_CORETYPE", core, 0);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");  // leave the environment as we found it for child processes
+  return true;
+}
+
+}  // namespace
+
+// Called before the library's first GEMM (a thread-safe one-time check).
+void ensure_blas_core() { static const bool switched = switch_core(); (void)switched; }
+
+const char* blas_core_name() {
+  ensure_blas_core();
+  return openblas_get_corename();
+}
+
+}  // namespace tg::detail
