@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ostream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <cblas.h>
@@ -221,6 +222,18 @@ Tensor finish(Tensor t, const TensorOptions& o) {
 }  // namespace
 
 void manual_seed(uint64_t seed) { generator().seed(seed); }
+std::string get_rng_state() {
+  std::ostringstream os;
+  os << generator();
+  return os.str();
+}
+void set_rng_state(const std::string& state) {
+  std::istringstream is(state);
+  std::mt19937_64 g;
+  is >> g;
+  if (!is) throw Error("set_rng_state: the state string is not a generator state");
+  generator() = g;
+}
 void set_num_threads(int n) {
   if (n < 1) throw Error(fmt::format("set_num_threads: expected at least 1 thread, got {}", n));
   num_threads_setting() = n;

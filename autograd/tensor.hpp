@@ -140,6 +140,9 @@ Tensor scalar_tensor(double v, Dtype d = kFloat32);
 
 /// Seeds the one global generator: the same seed gives the same numbers.
 void manual_seed(uint64_t seed);
+/// The global generator's full state as text, and its restoration (checkpoints).
+std::string get_rng_state();
+void set_rng_state(const std::string& state);
 /// The threads the library may use (its own loops and OpenBLAS).
 void set_num_threads(int n);
 int get_num_threads();
