@@ -6,5 +6,6 @@
 #include "autograd/error.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/tensor.hpp"
+#include "data/data.hpp"
 #include "nn/nn.hpp"
 #include "optim/optim.hpp"

@@ -72,15 +72,26 @@ void Module::collect(const std::string& prefix, bool recurse, bool params, Named
   for (auto& [n, c] : children_) c->collect(prefix + n + ".", true, params, out);
 }
 
+namespace {
+// PyTorch lists a tensor shared by two modules (tied weights) once, under its first name.
+NamedTensors unique_by_identity(NamedTensors all) {
+  NamedTensors out;
+  std::set<const void*> seen;
+  for (auto& nt : all)
+    if (seen.insert(nt.second.impl().get()).second) out.push_back(std::move(nt));
+  return out;
+}
+}  // namespace
+
 NamedTensors Module::named_parameters(bool recurse) const {
   NamedTensors out;
   collect("", recurse, true, out);
-  return out;
+  return unique_by_identity(std::move(out));
 }
 NamedTensors Module::named_buffers(bool recurse) const {
   NamedTensors out;
   collect("", recurse, false, out);
-  return out;
+  return unique_by_identity(std::move(out));
 }
 std::vector<Tensor> Module::parameters(bool recurse) const {
   std::vector<Tensor> out;
@@ -108,8 +119,10 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
     self = std::shared_ptr<Module>(this, [](Module*) {});  // a module on the stack: non-owning
   }
   out.emplace_back("", self);
+  std::set<const Module*> seen{this};
   for (auto& [n, c] : children_)
-    for (auto& [sub, m] : c->named_modules()) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
+    for (auto& [sub, m] : c->named_modules())
+      if (seen.insert(m.get()).second) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
   return out;
 }
 
@@ -143,15 +156,19 @@ void Module::to(Dtype d) {
 }
 
 StateDict Module::state_dict() const {
+  // Every name, tied tensors included (as PyTorch's state_dict).
+  NamedTensors all;
+  collect("", true, true, all);
+  collect("", true, false, all);
   StateDict sd;
-  for (auto& [n, t] : named_parameters()) sd[n] = t.detach();
-  for (auto& [n, t] : named_buffers()) sd[n] = t.detach();
+  for (auto& [n, t] : all) sd[n] = t.detach();
   return sd;
 }
 
 void Module::load_state_dict(const StateDict& sd, bool strict) {
-  NamedTensors own = named_parameters();
-  for (auto& nb : named_buffers()) own.push_back(nb);
+  NamedTensors own;
+  collect("", true, true, own);
+  collect("", true, false, own);
   std::vector<std::string> missing, unexpected, wrong_shape;
   std::set<std::string> known;
   for (auto& [n, t] : own) {
@@ -170,8 +187,8 @@ void Module::load_state_dict(const StateDict& sd, bool strict) {
   // keys only when strict. Nothing is copied unless every check passes.
   if (!wrong_shape.empty() || (strict && (!missing.empty() || !unexpected.empty()))) {
     std::string msg = describe() + " load_state_dict:";
-    if (!missing.empty()) msg += fmt::format(" missing keys [{}];", fmt::join(missing, ", "));
-    if (!unexpected.empty()) msg += fmt::format(" unexpected keys [{}];", fmt::join(unexpected, ", "));
+    if (strict && !missing.empty()) msg += fmt::format(" missing keys [{}];", fmt::join(missing, ", "));
+    if (strict && !unexpected.empty()) msg += fmt::format(" unexpected keys [{}];", fmt::join(unexpected, ", "));
     if (!wrong_shape.empty()) msg += fmt::format(" wrong shapes [{}];", fmt::join(wrong_shape, ", "));
     msg.pop_back();
     throw Error(msg);

@@ -27,7 +27,8 @@ namespace {
 
 // The reference implementation's limit: a larger header is a corrupt length field, not a model.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
-constexpr bool kBigEndian = __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__;
+// Tensor bytes go to and from the file as they are in memory.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; add byte swapping");
 
 std::string errno_str(int err) { return std::generic_category().message(err); }
 
@@ -169,23 +170,11 @@ class HeaderParser {
     Header h;
     std::set<std::string> seen;
     skip_ws();
-    expect('{', "the header to be a JSON object");
-    skip_ws();
-    if (peek() == '}') {
-      ++pos_;
-    } else {
-      for (;;) {
-        const size_t key_pos = pos_;
-        std::string key = parse_string("a tensor name");
-        if (!seen.insert(key).second) fail_at(key_pos, fmt::format("duplicate key \"{}\"", key));
-        skip_ws();
-        expect(':', "':' after a key");
-        skip_ws();
-        if (key == "__metadata__") h.metadata = parse_metadata();
-        else h.entries.push_back(parse_entry(std::move(key)));
-        if (!next_member()) break;
-      }
-    }
+    parse_object("the header to be a JSON object", "a tensor name", [&](std::string key, size_t key_pos) {
+      if (!seen.insert(key).second) fail_at(key_pos, fmt::format("duplicate key \"{}\"", key));
+      if (key == "__metadata__") h.metadata = parse_metadata();
+      else h.entries.push_back(parse_entry(std::move(key)));
+    });
     skip_ws();
     if (pos_ != s_.size())
       fail(fmt::format("unexpected '{}' after the JSON object (only space padding may follow)", shown(peek())));
@@ -212,16 +201,28 @@ class HeaderParser {
       fail(fmt::format("expected {}, found {}", what, peek() < 0 ? "the end of the header" : "'" + shown(peek()) + "'"));
     ++pos_;
   }
-  // After an object member: true on ',' (another member follows), false on '}'.
-  bool next_member() {
+  // '{' ["key": value {, "key": value}] '}', calling member(key, key_pos) to parse each value.
+  template <typename F>
+  void parse_object(const std::string& what, const char* key_what, F&& member) {
+    expect('{', what.c_str());
     skip_ws();
-    if (peek() == ',') {
+    if (peek() == '}') {
+      ++pos_;
+      return;
+    }
+    for (;;) {
+      const size_t key_pos = pos_;
+      std::string key = parse_string(key_what);
+      skip_ws();
+      expect(':', "':' after a key");
+      skip_ws();
+      member(std::move(key), key_pos);
+      skip_ws();
+      if (peek() != ',') break;
       ++pos_;
       skip_ws();
-      return true;
     }
     expect('}', "',' or '}'");
-    return false;
   }
 
   uint32_t hex4() {
@@ -284,13 +285,14 @@ class HeaderParser {
     }
   }
 
-  // A JSON number that must be a non-negative integer (a dimension or an offset).
-  uint64_t parse_uint(const std::string& what) {
+  // A JSON number that must be a non-negative integer: element i of the array `what`.
+  uint64_t parse_uint(const std::string& what, size_t i) {
     const size_t start = pos_;
-    if (peek() == '-') fail(fmt::format("{} is negative", what));
-    if (peek() < '0' || peek() > '9') fail(fmt::format("expected {} (an integer), found {}", what, shown(peek())));
+    const auto name = [&] { return fmt::format("{}[{}]", what, i); };  // formatted only on failure
+    if (peek() == '-') fail(fmt::format("{} is negative", name()));
+    if (peek() < '0' || peek() > '9') fail(fmt::format("expected {} (an integer), found {}", name(), shown(peek())));
     if (peek() == '0' && pos_ + 1 < s_.size() && s_[pos_ + 1] >= '0' && s_[pos_ + 1] <= '9')
-      fail(fmt::format("{} has a leading zero", what));
+      fail(fmt::format("{} has a leading zero", name()));
     uint64_t v = 0;
     bool overflow = false;
     while (peek() >= '0' && peek() <= '9') {
@@ -298,8 +300,9 @@ class HeaderParser {
       if (v > (std::numeric_limits<uint64_t>::max() - digit) / 10) overflow = true;
       else v = v * 10 + digit;
     }
-    if (peek() == '.' || peek() == 'e' || peek() == 'E') fail(fmt::format("{} is not an integer", what));
-    if (overflow) fail_at(start, fmt::format("{} {} does not fit in 64 bits", what, s_.substr(start, pos_ - start)));
+    if (peek() == '.' || peek() == 'e' || peek() == 'E') fail(fmt::format("{} is not an integer", name()));
+    if (overflow)
+      fail_at(start, fmt::format("{} {:.30} does not fit in 64 bits", name(), s_.substr(start, pos_ - start)));
     return v;
   }
 
@@ -313,52 +316,43 @@ class HeaderParser {
     }
     for (;;) {
       skip_ws();
-      out.push_back(parse_uint(fmt::format("{}[{}]", what, out.size())));
+      out.push_back(parse_uint(what, out.size()));
       skip_ws();
-      if (peek() == ',') {
-        ++pos_;
-        continue;
-      }
-      expect(']', "',' or ']'");
-      return out;
+      if (peek() != ',') break;
+      ++pos_;
     }
+    expect(']', "',' or ']'");
+    return out;
   }
 
   Entry parse_entry(std::string name) {
     Entry e;
     e.name = std::move(name);
     const std::string who = fmt::format("tensor \"{}\"", e.name);
-    expect('{', fmt::format("an object {{dtype, shape, data_offsets}} for {}", who).c_str());
     bool has_dtype = false, has_shape = false, has_offsets = false;
-    skip_ws();
-    if (peek() == '}') fail(fmt::format("{} has no dtype, shape or data_offsets", who));
-    do {
-      const size_t key_pos = pos_;
-      const std::string key = parse_string("a field name");
-      skip_ws();
-      expect(':', "':' after a key");
-      skip_ws();
-      bool* has = nullptr;
-      if (key == "dtype") {
-        has = &has_dtype;
-        e.dtype_code = parse_string("the dtype");
-      } else if (key == "shape") {
-        has = &has_shape;
-        e.shape = parse_uint_array(fmt::format("the shape of {}", who));
-      } else if (key == "data_offsets") {
-        has = &has_offsets;
-        const size_t at = pos_;
-        auto offs = parse_uint_array(fmt::format("data_offsets of {}", who));
-        if (offs.size() != 2)
-          fail_at(at, fmt::format("data_offsets of {} must be [begin, end], got {} numbers", who, offs.size()));
-        e.begin = offs[0];
-        e.end = offs[1];
-      } else {
-        fail_at(key_pos, fmt::format("unknown field \"{}\" in {} (expected dtype, shape, data_offsets)", key, who));
-      }
-      if (*has) fail_at(key_pos, fmt::format("duplicate field \"{}\" in {}", key, who));
-      *has = true;
-    } while (next_member());
+    parse_object(fmt::format("an object {{dtype, shape, data_offsets}} for {}", who), "a field name",
+                 [&](const std::string& key, size_t key_pos) {
+                   bool* has = key == "dtype" ? &has_dtype : key == "shape" ? &has_shape
+                             : key == "data_offsets" ? &has_offsets : nullptr;
+                   if (!has)
+                     fail_at(key_pos, fmt::format("unknown field \"{}\" in {} (expected dtype, shape, data_offsets)",
+                                                  key, who));
+                   if (*has) fail_at(key_pos, fmt::format("duplicate field \"{}\" in {}", key, who));
+                   *has = true;
+                   if (has == &has_dtype) {
+                     e.dtype_code = parse_string("the dtype");
+                   } else if (has == &has_shape) {
+                     e.shape = parse_uint_array(fmt::format("the shape of {}", who));
+                   } else {
+                     const size_t at = pos_;
+                     const auto offs = parse_uint_array(fmt::format("data_offsets of {}", who));
+                     if (offs.size() != 2)
+                       fail_at(at, fmt::format("data_offsets of {} must be [begin, end], got {} numbers", who,
+                                               offs.size()));
+                     e.begin = offs[0];
+                     e.end = offs[1];
+                   }
+                 });
     const char* missing = !has_dtype ? "dtype" : !has_shape ? "shape" : !has_offsets ? "data_offsets" : nullptr;
     if (missing) fail(fmt::format("{} has no {}", who, missing));
     return e;
@@ -366,22 +360,11 @@ class HeaderParser {
 
   std::map<std::string, std::string> parse_metadata() {
     std::map<std::string, std::string> m;
-    expect('{', "an object of strings for __metadata__");
-    skip_ws();
-    if (peek() == '}') {
-      ++pos_;
-      return m;
-    }
-    do {
-      const size_t key_pos = pos_;
-      std::string key = parse_string("a metadata key");
-      skip_ws();
-      expect(':', "':' after a key");
-      skip_ws();
+    parse_object("an object of strings for __metadata__", "a metadata key", [&](std::string key, size_t key_pos) {
       if (peek() != '"') fail(fmt::format("__metadata__ value of \"{}\" must be a string", key));
       std::string value = parse_string("a metadata value");
       if (!m.emplace(std::move(key), std::move(value)).second) fail_at(key_pos, "duplicate key in __metadata__");
-    } while (next_member());
+    });
     return m;
   }
 
@@ -440,25 +423,6 @@ bool write_all(int fd, const void* buf, size_t n) {
     }
     p += r;
     n -= size_t(r);
-  }
-  return true;
-}
-
-void swap_elements(char* p, size_t bytes, size_t width) {
-  for (size_t i = 0; i + width <= bytes; i += width) std::reverse(p + i, p + i + width);
-}
-
-// Writes `bytes` of elements `width` wide in little-endian order.
-bool write_le(int fd, const void* data, size_t bytes, size_t width) {
-  if (!kBigEndian || width == 1) return write_all(fd, data, bytes);
-  std::vector<char> chunk(size_t(1) << 16);
-  const auto* p = static_cast<const char*>(data);
-  for (size_t done = 0; done < bytes;) {
-    const size_t n = std::min(chunk.size(), bytes - done);
-    std::memcpy(chunk.data(), p + done, n);
-    swap_elements(chunk.data(), n, width);
-    if (!write_all(fd, chunk.data(), n)) return false;
-    done += n;
   }
   return true;
 }
@@ -597,7 +561,6 @@ std::map<std::string, Tensor> load_impl(const char* op, const std::string& path,
       char* dst = static_cast<char*>(raw_data(t));
       if (!pread_all(fd.get(), dst, size_t(bytes), data_start + p.entry->begin))
         throw read_error(fmt::format("tensor \"{}\"", p.entry->name).c_str());
-      if (kBigEndian) swap_elements(dst, size_t(bytes), element_size(p.dtype));
     }
     out.emplace(p.entry->name, std::move(t));
   }
@@ -654,6 +617,9 @@ void save_impl(const char* op, const std::map<std::string, Tensor>& tensors, con
     return write_rank(a.second->dtype()) < write_rank(b.second->dtype());
   });  // stable: names stay sorted within a dtype
   const std::string header = make_header(order, metadata);
+  if (header.size() > kMaxHeaderBytes)
+    throw Error(fmt::format("{}the header would be {} bytes, past the format's {}-byte limit", prefix, header.size(),
+                            kMaxHeaderBytes));
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
 
@@ -687,7 +653,7 @@ void save_impl(const char* op, const std::map<std::string, Tensor>& tensors, con
     throw write_error(errno);
   for (const auto& [name, t] : order) {
     const size_t bytes = size_t(t->numel()) * element_size(t->dtype());
-    if (bytes > 0 && !write_le(fd.get(), raw_data(*t), bytes, element_size(t->dtype()))) throw write_error(errno);
+    if (bytes > 0 && !write_all(fd.get(), raw_data(*t), bytes)) throw write_error(errno);
   }
   if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS) throw write_error(errno);
   if (fd.close() != 0) throw write_error(errno);

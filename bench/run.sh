@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (Release, -DTAPEGRAD_BUILD_BENCH=ON, into build-bench), runs the Google
+# Benchmark program and the PyTorch script, and prints the ratios that docs/benchmarks.md reports.
+#
+#   bench/run.sh                          # everything, 5 repetitions, medians
+#   REPS=3 bench/run.sh                   # fewer repetitions
+#   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # force OpenBLAS's AVX-512 kernels (see docs/benchmarks.md)
+#   bench/run.sh --benchmark_filter=Tape  # extra arguments go to bench_autograd
+#
+# Environment: BUILD_DIR (default build-bench), REPS (default 5), JOBS (default 1: the machine is
+# shared), PYTHON (default /usr/bin/python3, the interpreter that has torch), SKIP_PYTORCH=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build-bench}
+REPS=${REPS:-5}
+JOBS=${JOBS:-1}
+PYTHON=${PYTHON:-/usr/bin/python3}
+OUT="$BUILD_DIR/bench-results"
+
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_BUILD_BENCH=ON \
+  -DTAPEGRAD_BUILD_TESTS=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j"$JOBS" --target bench_autograd
+mkdir -p "$OUT"
+
+echo "== machine"
+lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|L2 cache|L3 cache):' | sed 's/  */ /g'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
+if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
+  echo "warning: the machine is busy (1-minute load > 0.5); absolute numbers will be low, trust the ratios"
+fi
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- autograd 2>/dev/null || echo ' (+ uncommitted changes in autograd/)')"
+fi
+
+echo "== tapegrad (bench_autograd, $REPS repetitions, medians)"
+# Repetitions run in random order, so a burst of load from another process spreads over all
+# benchmarks instead of landing on one side of a comparison.
+"$BUILD_DIR/bench/bench_autograd" --benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true \
+  --benchmark_enable_random_interleaving=true \
+  --benchmark_out="$OUT/tapegrad.json" --benchmark_out_format=json "$@"
+
+if [[ "${SKIP_PYTORCH:-0}" != 1 ]]; then
+  echo "== PyTorch ($PYTHON bench/pytorch_overhead.py)"
+  "$PYTHON" bench/pytorch_overhead.py --json "$OUT/pytorch.json"
+else
+  rm -f "$OUT/pytorch.json"
+fi
+
+echo "== ratios"
+"$PYTHON" - "$OUT/tapegrad.json" "$OUT/pytorch.json" <<'EOF'
+import json, os, re, sys
+
+tg = json.load(open(sys.argv[1]))
+med = {}
+for b in tg["benchmarks"]:
+    if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+        continue
+    med[re.sub(r"/(real_time|min_time:[^/]*)", "", b["run_name"])] = b
+pt = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) else None
+
+def val(name, key):
+    b = med.get(name)
+    return None if b is None else b.get(key)
+
+def status(ok):
+    return "MET" if ok else "MISSED"
+
+print(f"OpenBLAS: {tg['context'].get('openblas', '?')}")
+
+# Tape overhead.
+fb = val("Tape/fwd_bwd", "op_time")
+if fb is not None:
+    fr, ng = val("Tape/fwd_record", "op_time"), val("Tape/fwd_nograd", "op_time")
+    print("\nTape overhead, ns per op (100-op chain on one-element tensors)")
+    print(f"  {'':<24}{'tapegrad':>10}{'PyTorch':>10}{'tg/PT':>8}")
+    rows = (("forward + backward", fb, "chain_fwd_bwd_ns_per_op"),
+            ("forward (recording)", fr, "chain_fwd_record_ns_per_op"),
+            ("forward under no-grad", ng, "chain_fwd_nograd_ns_per_op"))
+    for label, t, key in rows:
+        p = pt[0].get(key) if pt else None
+        ps = f"{p:>10.0f}{t * 1e9 / p:>8.2f}" if p else f"{'-':>10}{'-':>8}"
+        print(f"  {label:<24}{t * 1e9:>10.0f}{ps}")
+    print(f"  target: forward + backward < 1000 ns/op -> {status(fb * 1e9 < 1000)}")
+
+# Matmul.
+if val("Matmul/tapegrad_fwd_bwd/n:256/threads:1", "FLOPS") is not None:
+    print("\nMatmul forward + backward, GFLOP/s (6 n^3 flops); raw = the same 3 cblas_sgemm calls")
+    print("  separate: medians of the separate benchmarks; paired: tapegrad and raw timed in the same")
+    print("  iterations, best iteration of each (the target is judged on paired best/best)")
+    print(f"  {'':>13}{'--------- separate ---------':>30}{'------------ paired ------------':>36}")
+    print(f"  {'threads':>7}{'n':>6}{'tapegrad':>10}{'raw x3':>10}{'tg/raw':>8}"
+          f"{'tapegrad':>10}{'raw x3':>9}{'tg/raw':>8}{'(mean)':>9}{'raw NN':>9}{'PyTorch':>9}{'tg/PT':>7}")
+    worst = 1e9
+    for threads in (1, 2):
+        for n in (256, 512, 1024):
+            a = val(f"Matmul/tapegrad_fwd_bwd/n:{n}/threads:{threads}", "FLOPS")
+            r = val(f"Matmul/raw_sgemm_x3/n:{n}/threads:{threads}", "FLOPS")
+            nn = val(f"Matmul/raw_sgemm_nn/n:{n}/threads:{threads}", "FLOPS")
+            pname = f"Matmul/paired/n:{n}/threads:{threads}"
+            pa, pr = val(pname, "tg_FLOPS"), val(pname, "raw_FLOPS")
+            ratio, ratio_mean = val(pname, "tg_over_raw"), val(pname, "tg_over_raw_mean")
+            if a is None or r is None:
+                continue
+            judged = ratio if ratio is not None else a / r
+            worst = min(worst, judged)
+            p = None
+            if pt:  # PyTorch: torch threads = OPENBLAS_NUM_THREADS = threads
+                for cfg in pt:
+                    if cfg["threads"] == threads and cfg["openblas_threads"] == threads:
+                        p = cfg["matmul_gflops"][str(n)] * 1e9
+            ps = f"{p / 1e9:>9.1f}{a / p:>7.2f}" if p else f"{'-':>9}{'-':>7}"
+            paired = (f"{pa / 1e9:>10.1f}{pr / 1e9:>9.1f}{ratio:>8.2f}{ratio_mean:>9.2f}" if pa
+                      else f"{'-':>10}{'-':>9}{'-':>8}{'-':>9}")
+            print(f"  {threads:>7}{n:>6}{a / 1e9:>10.1f}{r / 1e9:>10.1f}{a / r:>8.2f}{paired}"
+                  f"{(nn or 0) / 1e9:>9.1f}{ps}")
+    print(f"  target: tapegrad >= 0.90 x raw sgemm everywhere (worst {worst:.2f}) -> {status(worst >= 0.90)}")
+
+# Elementwise.
+if val("Elementwise/tapegrad_add", "bytes_per_second") is not None:
+    print("\nElementwise on 10M floats (no grad), GB/s (inputs read + output written)")
+    print(f"  {'op':<6}{'tapegrad':>10}{'plain loop':>12}{'tg/plain':>10}")
+    worst = 1e9
+    for op in ("add", "mul", "exp", "relu"):
+        a = val(f"Elementwise/tapegrad_{op}", "bytes_per_second")
+        p = val(f"Elementwise/plain_{op}", "bytes_per_second")
+        if a is None or p is None:
+            continue
+        worst = min(worst, a / p)
+        print(f"  {op:<6}{a / 1e9:>10.2f}{p / 1e9:>12.2f}{a / p:>10.2f}")
+    print(f"  target: >= 0.80 x the plain loop (worst {worst:.2f}) -> {status(worst >= 0.80)}")
+
+# Windows.
+m = val("Window/memcpy_same_bytes", "bytes_per_second")
+if m is not None:
+    print("\nunfold / fold, N=32 C=64 32x32, 3x3, pad 1, GB/s (output written + input read)")
+    print(f"  {'op':<8}{'GB/s':>8}{'memcpy':>8}{'ratio':>8}")
+    worst = 1e9
+    for op in ("unfold", "fold"):
+        a = val(f"Window/tapegrad_{op}", "bytes_per_second")
+        if a is None:
+            continue
+        worst = min(worst, a / m)
+        print(f"  {op:<8}{a / 1e9:>8.2f}{m / 1e9:>8.2f}{a / m:>8.2f}")
+    pat = val("Window/memcpy_im2col_pattern", "bytes_per_second")
+    if pat is not None:
+        print(f"  {'(im2col data movement as 9 memcpys per plane)':<8} {pat / 1e9:.2f} GB/s, {pat / m:.2f} x memcpy")
+    print(f"  target: memory speed, taken as >= 0.80 x memcpy (worst {worst:.2f}) -> {status(worst >= 0.80)}")
+EOF

@@ -1,0 +1,8 @@
+#pragma once
+/// tg::data (datasets, DataLoader, transforms) and tg::metrics. See docs/data.md.
+#include "dataloader.hpp"
+#include "dataset.hpp"
+#include "metrics.hpp"
+#include "mnist.hpp"
+#include "random.hpp"
+#include "transforms.hpp"

@@ -1,0 +1,49 @@
+#include "dataset.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace tg::data {
+
+Example Dataset::get_batch(const std::vector<int64_t>& indices) const {
+  std::vector<Example> samples;
+  samples.reserve(indices.size());
+  for (int64_t i : indices) samples.push_back(get(i));
+  return collate(samples);
+}
+
+namespace {
+
+// Copies the `field` of every sample into one [B, ...] tensor, checking shapes and dtypes.
+Tensor stack_field(const std::vector<Example>& samples, Tensor Example::*field, const char* name) {
+  const Tensor& first = samples.front().*field;
+  if (!first.defined()) throw Error(fmt::format("collate: sample 0 has an undefined {}", name));
+  Shape shape = first.shape();
+  Dtype dtype = first.dtype();
+  size_t bytes = size_t(first.numel()) * element_size(dtype);
+  Shape out_shape{int64_t(samples.size())};
+  out_shape.insert(out_shape.end(), shape.begin(), shape.end());
+  Tensor out = empty(out_shape, dtype);
+  auto* dst = static_cast<char*>(out.impl()->data());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const Tensor& t = samples[i].*field;
+    if (!t.defined()) throw Error(fmt::format("collate: sample {} has an undefined {}", i, name));
+    if (t.shape() != shape || t.dtype() != dtype)
+      throw Error(fmt::format("collate: sample {} has {} {} {}, sample 0 has {} {}: every sample in a batch "
+                              "must match",
+                              i, name, dtype_name(t.dtype()), shape_str(t.shape()), dtype_name(dtype),
+                              shape_str(shape)));
+    std::memcpy(dst + i * bytes, t.impl()->data(), bytes);
+  }
+  return out;
+}
+
+}  // namespace
+
+Example collate(const std::vector<Example>& samples) {
+  if (samples.empty()) throw Error("collate: expected at least one sample, got none");
+  return {stack_field(samples, &Example::data, "data"), stack_field(samples, &Example::target, "target")};
+}
+
+}  // namespace tg::data

@@ -1,0 +1,11 @@
+#pragma once
+/// tg::optim: optimizers with parameter groups and resumable state, learning-rate schedulers,
+/// and gradient clipping (tg::nn::utils). See docs/optim.md.
+#include "adagrad.hpp"
+#include "adam.hpp"
+#include "clip.hpp"
+#include "delta_bar_delta.hpp"
+#include "lr_scheduler.hpp"
+#include "optimizer.hpp"
+#include "rmsprop.hpp"
+#include "sgd.hpp"
