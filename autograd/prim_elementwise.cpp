@@ -6,10 +6,13 @@
 #include "autograd.hpp"
 #include "node.hpp"
 #include "primitives.hpp"
+#include "parallel.hpp"
 #include "simd.hpp"
 
 namespace tg::prim {
 namespace {
+
+constexpr int64_t kGrain = 1 << 15;  // elements per chunk below which a loop runs on one thread
 
 void check_defined(const Tensor& t, const char* op) {
   if (!t.defined()) throw Error(fmt::format("{}: got an undefined tensor", op));
@@ -22,7 +25,9 @@ Tensor unary(const Tensor& x, const char* op, F f) {
   Tensor y = detail::make_tensor(x.shape(), x.dtype());
   auto body = [&](auto z) {
     using T = decltype(z);
-    f(typed<T>(x), typed<T>(y), x.numel());
+    const T* px = typed<T>(x);
+    T* py = typed<T>(y);
+    detail::parallel_for(x.numel(), kGrain, [&](int64_t b, int64_t e) { f(px + b, py + b, e - b); });
   };
   if constexpr (kFloatingOnly)
     dispatch_floating(x.dtype(), op, body);
@@ -43,7 +48,7 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
 // zero stride instead of materialising it. Adjacent dims that are contiguous for both operands
 // are merged, so the inner loop is long and, for a per-channel operand, reads a constant.
 template <typename T, typename F>
-void broadcast_apply(const T* a, const Shape& as, const T* b, const Shape& bs, T* y, const Shape& ys, F f) {
+void broadcast_apply(const T* a0, const Shape& as, const T* b0, const Shape& bs, T* y0, const Shape& ys, F f) {
   const size_t nd = ys.size();
   auto strides = [nd, &ys](const Shape& s) {
     std::vector<int64_t> st(nd, 0);
@@ -70,35 +75,47 @@ void broadcast_apply(const T* a, const Shape& as, const T* b, const Shape& bs, T
     }
   }
   if (shape.empty()) {
-    y[0] = f(a[0], b[0]);
+    y0[0] = f(a0[0], b0[0]);
     return;
   }
   const size_t k = shape.size();
   const int64_t n = shape[k - 1], ia = ca[k - 1], ib = cb[k - 1];
   int64_t outer = 1;
   for (size_t i = 0; i + 1 < k; ++i) outer *= shape[i];
-  std::vector<int64_t> idx(k, 0);
-  for (int64_t o = 0; o < outer; ++o, y += n) {
-    if (ia == 1 && ib == 1) {
-      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
-    } else if (ia == 1) {
-      const T c = *b;
-      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], c);
-    } else if (ib == 1) {
-      const T c = *a;
-      for (int64_t i = 0; i < n; ++i) y[i] = f(c, b[i]);
-    } else {
-      for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * ia], b[i * ib]);
+  // Rows of the output are split between threads; each starts its odometer at its first row.
+  detail::parallel_for(outer, std::max<int64_t>(1, kGrain / n), [&](int64_t o0, int64_t o1) {
+    std::vector<int64_t> idx(k, 0);
+    const T* a = a0;
+    const T* b = b0;
+    T* y = y0 + o0 * n;
+    for (int64_t rem = o0, d = int64_t(k) - 2; d >= 0; --d) {
+      idx[size_t(d)] = rem % shape[size_t(d)];
+      rem /= shape[size_t(d)];
+      a += idx[size_t(d)] * ca[size_t(d)];
+      b += idx[size_t(d)] * cb[size_t(d)];
     }
-    for (size_t d = k - 1; d-- > 0;) {  // advance the odometer over the outer dims
-      a += ca[d];
-      b += cb[d];
-      if (++idx[d] < shape[d]) break;
-      a -= ca[d] * shape[d];
-      b -= cb[d] * shape[d];
-      idx[d] = 0;
+    for (int64_t o = o0; o < o1; ++o, y += n) {
+      if (ia == 1 && ib == 1) {
+        for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+      } else if (ia == 1) {
+        const T c = *b;
+        for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], c);
+      } else if (ib == 1) {
+        const T c = *a;
+        for (int64_t i = 0; i < n; ++i) y[i] = f(c, b[i]);
+      } else {
+        for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * ia], b[i * ib]);
+      }
+      for (size_t d = k - 1; d-- > 0;) {  // advance the odometer over the outer dims
+        a += ca[d];
+        b += cb[d];
+        if (++idx[d] < shape[d]) break;
+        a -= ca[d] * shape[d];
+        b -= cb[d] * shape[d];
+        idx[d] = 0;
+      }
     }
-  }
+  });
 }
 
 // out = f(a, b) with NumPy broadcasting (equal dtypes).
@@ -113,8 +130,9 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
     if (a.shape() == b.shape()) {
-      const int64_t n = a.numel();
-      for (int64_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
+      detail::parallel_for(a.numel(), kGrain, [&](int64_t s0, int64_t s1) {
+        for (int64_t i = s0; i < s1; ++i) py[i] = f(pa[i], pb[i]);
+      });
     } else {
       broadcast_apply<T>(pa, a.shape(), pb, b.shape(), py, ys, f);
     }

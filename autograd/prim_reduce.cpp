@@ -6,6 +6,7 @@
 
 #include "autograd.hpp"
 #include "node.hpp"
+#include "parallel.hpp"
 #include "primitives.hpp"
 
 namespace tg::prim {
@@ -48,7 +49,9 @@ void reduce(const T* x, T* y, const Shape& shape, const std::vector<int64_t>& di
     for (size_t j = 0; j < k; ++j) outer *= runs[j].first;
     const int64_t r = runs[k].first;
     b.assign(size_t(outer * inner), init);
-    for (int64_t o = 0; o < outer; ++o) {
+    detail::parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, r * inner)),
+                         [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
       const T* src = cur + o * r * inner;
       T* dst = b.data() + o * inner;
       if (inner == 1) {
@@ -66,6 +69,7 @@ void reduce(const T* x, T* y, const Shape& shape, const std::vector<int64_t>& di
           for (int64_t j = 0; j < inner; ++j) dst[j] = f(dst[j], src[i * inner + j]);
       }
     }
+    });
     runs[k].first = 1;
     a.swap(b);
     cur = a.data();

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "autograd.hpp"
+#include "parallel.hpp"
 #include "node.hpp"
 #include "primitives.hpp"
 
@@ -68,7 +69,9 @@ template <typename T, bool kFold>
 void im2col(const Geometry& g, T* img, T* col) {
   const int64_t K = g.kernel_numel(), L = g.positions();
   const int64_t in_numel = g.in[0] * g.in[1] * g.in[2];
-  for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+  // (image, channel) planes are independent: split them between threads.
+  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, K * L)), [&](int64_t nc0, int64_t nc1) {
+  for (int64_t nc = nc0; nc < nc1; ++nc) {
     T* im = img + nc * in_numel;
     for (int64_t kd = 0; kd < g.k[0]; ++kd)
       for (int64_t kh = 0; kh < g.k[1]; ++kh)
@@ -107,6 +110,7 @@ void im2col(const Geometry& g, T* img, T* col) {
           }
         }
   }
+  });
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "autograd.hpp"
 #include "node.hpp"
+#include "parallel.hpp"
 #include "pool.hpp"
 
 namespace tg {
@@ -117,8 +118,8 @@ Tensor& Tensor::fill_(double v) {
   dispatch(dtype(), [&](auto z) {
     using T = decltype(z);
     T* p = typed<T>(*this);
-    T c = static_cast<T>(v);
-    for (int64_t i = 0; i < numel(); ++i) p[i] = c;
+    const T c = static_cast<T>(v);
+    detail::parallel_for(numel(), 1 << 16, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, c); });
   });
   return *this;
 }
@@ -150,11 +151,12 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
     T* d = typed<T>(*this);
     const T* s = typed<T>(other);
     const T a = static_cast<T>(alpha);
-    const int64_t n = numel();
-    if (alpha == 1.0)
-      for (int64_t i = 0; i < n; ++i) d[i] += s[i];
-    else
-      for (int64_t i = 0; i < n; ++i) d[i] += a * s[i];
+    detail::parallel_for(numel(), 1 << 15, [&](int64_t b, int64_t e) {
+      if (alpha == 1.0)
+        for (int64_t i = b; i < e; ++i) d[i] += s[i];
+      else
+        for (int64_t i = b; i < e; ++i) d[i] += a * s[i];
+    });
   });
   return *this;
 }
@@ -211,10 +213,6 @@ std::mt19937_64& generator() {
   static std::mt19937_64 gen(5489u);
   return gen;
 }
-int& num_threads_setting() {
-  static int n = int(std::max(1u, std::thread::hardware_concurrency()));
-  return n;
-}
 Tensor finish(Tensor t, const TensorOptions& o) {
   if (o.requires_grad()) t.requires_grad_(true);
   return t;
@@ -236,10 +234,10 @@ void set_rng_state(const std::string& state) {
 }
 void set_num_threads(int n) {
   if (n < 1) throw Error(fmt::format("set_num_threads: expected at least 1 thread, got {}", n));
-  num_threads_setting() = n;
+  detail::set_pool_threads(n);
   openblas_set_num_threads(n);
 }
-int get_num_threads() { return num_threads_setting(); }
+int get_num_threads() { return detail::pool_threads(); }
 
 Tensor empty(const Shape& s, TensorOptions o) { return finish(detail::make_tensor(s, o.dtype()), o); }
 Tensor full(const Shape& s, double value, TensorOptions o) {
