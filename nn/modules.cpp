@@ -21,8 +21,15 @@ void default_init(Tensor& w, Tensor& b) {
     init::uniform_(b, -bound, bound);
   }
 }
-std::vector<int64_t> per_dim(const IntList& v, int dims) {
-  return v.size() == 1 ? std::vector<int64_t>(size_t(dims), v[0]) : std::vector<int64_t>(v);
+// One value per spatial dim from a 1- or dims-value option; throws for any other count or for a
+// value below `min` (a zero stride would divide by zero).
+std::vector<int64_t> per_dim(const Module& m, const IntList& v, int dims, const char* what, int64_t min) {
+  if (v.size() != 1 && int(v.size()) != dims)
+    throw Error(fmt::format("{}: {} expects 1 or {} values, got [{}]", m.describe(), what, dims, fmt::join(v, ", ")));
+  std::vector<int64_t> r = v.size() == 1 ? std::vector<int64_t>(size_t(dims), v[0]) : std::vector<int64_t>(v);
+  for (int64_t x : r)
+    if (x < min) throw Error(fmt::format("{}: {} must be >= {}, got [{}]", m.describe(), what, min, fmt::join(v, ", ")));
+  return r;
 }
 }  // namespace
 
@@ -47,10 +54,13 @@ ConvNd::ConvNd(int dims, const ConvNdOptions& o, const char* type_name) : Module
   if (o.groups() < 1 || o.in_channels() % o.groups() != 0 || o.out_channels() % o.groups() != 0)
     fail(fmt::format("in_channels {} and out_channels {} must be divisible by groups {}", o.in_channels(),
                      o.out_channels(), o.groups()));
-  if (o.kernel_size().size() != 1 && int(o.kernel_size().size()) != dims)
-    fail(fmt::format("kernel_size expects 1 or {} values, got [{}]", dims, fmt::join(o.kernel_size(), ", ")));
+  if (o.in_channels() < 1 || o.out_channels() < 1)
+    fail(fmt::format("in_channels and out_channels must be positive, got {} and {}", o.in_channels(), o.out_channels()));
+  per_dim(*this, o.stride(), dims, "stride", 1);
+  per_dim(*this, o.padding(), dims, "padding", 0);
+  per_dim(*this, o.dilation(), dims, "dilation", 1);
   Shape ws{o.out_channels(), o.in_channels() / o.groups()};
-  for (int64_t k : per_dim(o.kernel_size(), dims)) ws.push_back(k);
+  for (int64_t k : per_dim(*this, o.kernel_size(), dims, "kernel_size", 1)) ws.push_back(k);
   weight = register_parameter("weight", tg::empty(ws));
   if (o.bias()) bias = register_parameter("bias", tg::empty({o.out_channels()}));
   reset_parameters();
@@ -77,8 +87,12 @@ ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dOptions& o) : Module("Conv
   if (o.groups() < 1 || o.in_channels() % o.groups() != 0 || o.out_channels() % o.groups() != 0)
     fail(fmt::format("in_channels {} and out_channels {} must be divisible by groups {}", o.in_channels(),
                      o.out_channels(), o.groups()));
+  per_dim(*this, o.stride(), 2, "stride", 1);
+  per_dim(*this, o.padding(), 2, "padding", 0);
+  per_dim(*this, o.output_padding(), 2, "output_padding", 0);
+  per_dim(*this, o.dilation(), 2, "dilation", 1);
   Shape ws{o.in_channels(), o.out_channels() / o.groups()};
-  for (int64_t k : per_dim(o.kernel_size(), 2)) ws.push_back(k);
+  for (int64_t k : per_dim(*this, o.kernel_size(), 2, "kernel_size", 1)) ws.push_back(k);
   weight = register_parameter("weight", tg::empty(ws));
   if (o.bias()) bias = register_parameter("bias", tg::empty({o.out_channels()}));
   // PyTorch computes fan_in from weight.size(1) * kernel for transposed convolutions too.
@@ -96,8 +110,8 @@ Tensor ConvTranspose2d::forward(const Tensor& x) {
 
 // ---- LocallyConnected2d ----
 LocallyConnected2d::LocallyConnected2d(const LocallyConnected2dOptions& o) : Module("LocallyConnected2d"), options(o) {
-  auto in = per_dim(o.in_size(), 2), k = per_dim(o.kernel_size(), 2), s = per_dim(o.stride(), 2),
-       p = per_dim(o.padding(), 2);
+  auto in = per_dim(*this, o.in_size(), 2, "in_size", 1), k = per_dim(*this, o.kernel_size(), 2, "kernel_size", 1),
+       s = per_dim(*this, o.stride(), 2, "stride", 1), p = per_dim(*this, o.padding(), 2, "padding", 0);
   out_h = (in[0] + 2 * p[0] - k[0]) / s[0] + 1;
   out_w = (in[1] + 2 * p[1] - k[1]) / s[1] + 1;
   if (out_h < 1 || out_w < 1)
@@ -113,7 +127,7 @@ LocallyConnected2d::LocallyConnected2d(const LocallyConnected2dOptions& o) : Mod
   }
 }
 Tensor LocallyConnected2d::forward(const Tensor& x) {
-  auto in = per_dim(options.in_size(), 2);
+  auto in = per_dim(*this, options.in_size(), 2, "in_size", 1);
   if (!x.defined() || x.dim() != 4 || x.size(1) != options.in_channels() || x.size(2) != in[0] || x.size(3) != in[1])
     fail(fmt::format("expected input [N, {}, {}, {}], got {}", options.in_channels(), in[0], in[1],
                      x.defined() ? shape_str(x.shape()) : "undefined"));

@@ -281,12 +281,8 @@ TEST_CASE("modules: parameters(), buffers(), children(), named_children() and na
   CHECK_THROWS_AS(list.forward(tg::zeros({1, 2})), tg::Error);  // forward is up to the owner
 }
 
-// BUG (reported, not fixed here): nn/module.cpp Module::collect / named_modules do not skip a
-// module or tensor already seen, so a module registered twice (weight tying) lists its
-// parameters twice: named_parameters() gives 0.weight, 0.bias, 2.weight, 2.bias and
-// SGD(seq->parameters()) throws "parameter 2 of group 0 appears more than once". PyTorch's
-// named_parameters()/parameters()/named_modules() drop duplicates (by identity) while
-// state_dict() keeps every key. Expected to fail until fixed.
+// PyTorch's named_parameters()/parameters()/named_modules() drop duplicates (by identity), so an
+// optimizer accepts a tied model's parameters(), while state_dict() keeps every key.
 TEST_CASE("modules: a module used twice (tied weights) lists its parameters once, as in PyTorch") {
   auto lin = std::make_shared<nn::Linear>(3, 3);
   auto seq = std::make_shared<nn::Sequential>();
@@ -521,10 +517,7 @@ TEST_CASE("modules: strict load with missing, unexpected and wrongly shaped keys
   sd["0.bias"] = tg::zeros({9});
   msg = error_of([&] { s->load_state_dict(sd, /*strict=*/false); });
   check_contains(msg, {"0.bias (expected [8], got [9])"});
-  // BUG (reported, not fixed here): nn/module.cpp Module::load_state_dict builds its message
-  // from all three lists even when strict is false, so this error also says "missing keys
-  // [1.bias]; unexpected keys [2.weight]" although those were ignored. PyTorch's non-strict
-  // error lists only the size mismatches. Expected to fail until fixed.
+  // As PyTorch's non-strict error, the message lists only the shape mismatches.
   CHECK(msg.find("1.bias") == std::string::npos);     // missing keys are not errors here
   CHECK(msg.find("2.weight") == std::string::npos);   // nor unexpected ones
   CHECK(conv->weight.to_vector<double>()[0] == w0);
@@ -647,12 +640,7 @@ TEST_CASE("modules: bad options are rejected at construction") {
   CHECK_THROWS_AS(nn::BatchNorm1d(3)(tg::zeros({1, 3})), tg::Error);  // one value per channel in training
 }
 
-// BUG (reported, not fixed here): LocallyConnected2d's constructor divides by the stride before
-// validating it, so stride 0 is an integer division by zero (SIGFPE, the process dies), and an
-// empty stride/padding/kernel list indexes an empty vector (out of bounds). Both should throw
-// tg::Error at construction like the other options. Skipped by default because a crash would
-// take the whole test binary down; run with `-tc='modules: LocallyConnected2d*' --no-skip`.
-TEST_CASE("modules: LocallyConnected2d rejects stride 0 and empty option lists" * doctest::skip()) {
+TEST_CASE("modules: LocallyConnected2d rejects stride 0 and empty option lists") {
   using O = nn::LocallyConnected2dOptions;
   CHECK_THROWS_AS(nn::LocallyConnected2d(O(2, 3, {5, 5}, 3).stride(0)), tg::Error);
   CHECK_THROWS_AS(nn::LocallyConnected2d(O(2, 3, {5, 5}, 3).stride(std::vector<int64_t>{})), tg::Error);
@@ -860,6 +848,28 @@ TEST_CASE("modules: Linear takes any leading dims; BatchNorm without running sta
   Tensor z = bn(tg::randn({4, 3, 2, 2}) * 5.0 + 2.0);
   CHECK(std::abs(tg::mean(z).item<double>()) < 1e-5);
   CHECK(tg::var(z.flatten(), {0}, false).item<double>() == doctest::Approx(1.0).epsilon(1e-3));
+}
+
+TEST_CASE("modules: MaxPool2d sends each window's gradient to its first maximum, as PyTorch") {
+  // Ties everywhere: PyTorch's max_pool2d routes the whole gradient to the first maximum of each
+  // window (row-major within the window); AvgPool2d spreads it evenly.
+  nn::MaxPool2d pool(nn::MaxPool2dOptions(2));
+  Tensor x = tg::ones({1, 1, 4, 4}).requires_grad_();
+  pool(x).sum().backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0});
+  // Overlapping windows (stride 1, padding 1): the first maximum collects from every window
+  // it wins, and the -inf padding never wins.
+  nn::MaxPool2d overlap(nn::MaxPool2dOptions(3).stride(1).padding(1));
+  Tensor z = tg::ones({1, 1, 3, 3}).requires_grad_();
+  Tensor y = overlap(z);
+  CHECK(y.to_vector<double>() == std::vector<double>(9, 1.0));
+  y.sum().backward();
+  // PyTorch 1.13: [[4, 2, 0], [2, 1, 0], [0, 0, 0]].
+  CHECK(z.grad().to_vector<double>() == std::vector<double>{4, 2, 0, 2, 1, 0, 0, 0, 0});
+  nn::AvgPool2d avg(nn::AvgPool2dOptions(2));
+  Tensor a = tg::ones({1, 1, 2, 2}).requires_grad_();
+  avg(a).sum().backward();
+  CHECK(a.grad().to_vector<double>() == std::vector<double>(4, 0.25));
 }
 
 TEST_CASE("modules: LocallyConnected2d weight layout [OH*OW, O, C*kh*kw], bias [O, OH, OW]") {

@@ -788,4 +788,32 @@ TEST_CASE("optim: clip_grad_norm_ and clip_grad_value_") {
   CHECK(ps[1].grad().to_vector<double>() == std::vector<double>{1});
 }
 
+TEST_CASE("optim: a large parameter is split between threads with the same result") {
+  const int saved = tg::get_num_threads();
+  auto run = [](int threads, int which) {
+    tg::set_num_threads(threads);
+    tg::manual_seed(11);
+    Tensor w = tg::randn({300001}).requires_grad_();  // several chunks, and a ragged end
+    Tensor target = tg::randn({300001});
+    std::unique_ptr<optim::Optimizer> opt;
+    if (which == 0) opt = std::make_unique<optim::SGD>(std::vector<Tensor>{w}, optim::SGDOptions(0.1).momentum(0.9));
+    if (which == 1) opt = std::make_unique<optim::Adam>(std::vector<Tensor>{w}, optim::AdamOptions(0.01).amsgrad(true));
+    if (which == 2)
+      opt = std::make_unique<optim::RMSprop>(std::vector<Tensor>{w}, optim::RMSpropOptions().centered(true));
+    if (which == 3)
+      opt = std::make_unique<optim::DeltaBarDelta>(std::vector<Tensor>{w}, optim::DeltaBarDeltaOptions(0.1));
+    for (int s = 0; s < 3; ++s) {
+      opt->zero_grad();
+      ((w - target) * (w - target)).sum().backward();
+      opt->step();
+    }
+    return w.to_vector<float>();
+  };
+  for (int which = 0; which < 4; ++which) {
+    INFO("optimizer " << which);
+    CHECK(run(1, which) == run(2, which));
+  }
+  tg::set_num_threads(saved);
+}
+
 TEST_SUITE_END();
