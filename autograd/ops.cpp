@@ -121,7 +121,12 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 Tensor operator+(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "add"); return prim::add(x, y); }
 Tensor operator-(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "sub"); return prim::sub(x, y); }
 Tensor operator*(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "mul"); return prim::mul(x, y); }
-Tensor operator/(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "div"); return prim::div(x, y); }
+Tensor operator/(const Tensor& a, const Tensor& b) {
+  // True division, as PyTorch's: integer operands are divided as float32.
+  auto [x, y] = promote_pair(a, b, "div");
+  if (x.dtype() == kInt64) return prim::div(prim::cast(x, kFloat32), prim::cast(y, kFloat32));
+  return prim::div(x, y);
+}
 Tensor operator+(const Tensor& a, double b) { return a + scalar_like(a, b); }
 Tensor operator-(const Tensor& a, double b) { return a - scalar_like(a, b); }
 Tensor operator*(const Tensor& a, double b) { return a * scalar_like(a, b); }

@@ -59,6 +59,14 @@ class Tensor {
   Tensor& copy_(const Tensor& src);  ///< same numel; src converted to this dtype
   Tensor& add_(const Tensor& other, double alpha = 1.0);  ///< same shape
   Tensor& mul_(double s);
+  // The same on a const handle (the data is shared, as in libtorch): `w.grad().zero_()`.
+  const Tensor& zero_() const { return const_cast<Tensor*>(this)->zero_(); }
+  const Tensor& fill_(double v) const { return const_cast<Tensor*>(this)->fill_(v); }
+  const Tensor& copy_(const Tensor& src) const { return const_cast<Tensor*>(this)->copy_(src); }
+  const Tensor& add_(const Tensor& other, double alpha = 1.0) const {
+    return const_cast<Tensor*>(this)->add_(other, alpha);
+  }
+  const Tensor& mul_(double s) const { return const_cast<Tensor*>(this)->mul_(s); }
 
   // ---- autograd ----
   bool requires_grad() const;

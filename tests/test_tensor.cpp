@@ -661,3 +661,21 @@ TEST_CASE("other shape errors") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("int64 division is true division (float32), as in PyTorch, and never traps on zero") {
+  Tensor a = tg::tensor({5, 3, 1}, {3}, tg::kInt64), b = tg::tensor({2, 2, 0}, {3}, tg::kInt64);
+  Tensor q = a / b;
+  CHECK(q.dtype() == tg::kFloat32);
+  auto v = q.to_vector<double>();
+  CHECK(v[0] == 2.5);
+  CHECK(v[1] == 1.5);
+  CHECK(std::isinf(v[2]));
+  CHECK((a / 2.0).to_vector<double>()[0] == 2.5);
+}
+
+TEST_CASE("in-place ops work on the const handle grad() returns, as API.md writes w.grad().zero_()") {
+  Tensor w = tg::ones({2}).requires_grad_();
+  (w * 3.0).sum().backward();
+  w.grad().zero_();
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{0, 0});
+}
