@@ -10,6 +10,7 @@ extern "C" {
 char* openblas_get_corename(void);
 void gotoblas_dynamic_init(void);
 void gotoblas_dynamic_quit(void);
+void openblas_set_num_threads(int);
 }
 
 namespace tg::detail {
@@ -39,8 +40,16 @@ bool switch_core() {
 
 }  // namespace
 
-// Called before the library's first GEMM (a thread-safe one-time check).
-void ensure_blas_core() { static const bool switched = switch_core(); (void)switched; }
+// Called before the library's first GEMM (a thread-safe one-time check). Also makes OpenBLAS
+// single-threaded: the library's pool owns the cores (see tg::set_num_threads).
+void ensure_blas_core() {
+  static const bool switched = [] {
+    bool s = switch_core();
+    openblas_set_num_threads(1);
+    return s;
+  }();
+  (void)switched;
+}
 
 const char* blas_core_name() {
   ensure_blas_core();

@@ -9,6 +9,7 @@
 
 #include "autograd.hpp"
 #include "node.hpp"
+#include "parallel.hpp"
 #include "primitives.hpp"
 
 namespace tg::prim {
@@ -109,9 +110,17 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
       std::fill(py, py + y.numel(), T(0));
       return;
     }
-    for (int64_t i = 0; i < p.entries; ++i)
-      gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, a.size(-1), pb + i * p.stride_b, b.size(-1), T(0),
-           py + i * p.m * p.n);
+    const int64_t lda = a.size(-1), ldb = b.size(-1);
+    if (p.entries > 1) {  // batch entries split between the pool's threads (OpenBLAS runs single-threaded)
+      detail::parallel_for(p.entries, 1, [&](int64_t e0, int64_t e1) {
+        for (int64_t i = e0; i < e1; ++i)
+          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(0), py + i * p.m * p.n);
+      });
+    } else {  // one GEMM: blocks of rows of op(a) (a row offset, or a column offset when transposed)
+      detail::parallel_for(p.m, 32, [&](int64_t r0, int64_t r1) {
+        gemm(ta, tb, r1 - r0, p.n, p.k, pa + (ta ? r0 : r0 * lda), lda, pb, ldb, T(0), py + r0 * p.n);
+      });
+    }
   });
   return detail::record("matmul", y, {a, b}, matmul_vjp(a, b, ta, tb));
 }
@@ -126,9 +135,21 @@ Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
     if (p.k == 0) return;
-    for (int64_t i = 0; i < p.entries; ++i)
-      gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, a.size(-1), pb + i * p.stride_b, b.size(-1), T(i > 0 ? 1 : 0),
-           py);
+    const int64_t lda = a.size(-1), ldb = b.size(-1);
+    // Each thread accumulates its share of the batch into its own buffer (the first into y); the
+    // buffers are then added, in a fixed order, so the result does not depend on timing.
+    const int64_t chunks = std::min<int64_t>(detail::pool_threads(), p.entries);
+    std::vector<std::vector<T>> partial(size_t(std::max<int64_t>(chunks - 1, 0)), std::vector<T>(size_t(p.m * p.n)));
+    detail::parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        T* out = c == 0 ? py : partial[size_t(c - 1)].data();
+        const int64_t e0 = p.entries * c / chunks, e1 = p.entries * (c + 1) / chunks;
+        for (int64_t i = e0; i < e1; ++i)
+          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(i > e0 ? 1 : 0), out);
+      }
+    });
+    for (const auto& buf : partial)
+      for (int64_t j = 0; j < p.m * p.n; ++j) py[j] += buf[size_t(j)];
   });
   return detail::record("matmul_reduce", y, {a, b}, matmul_vjp(a, b, ta, tb));
 }

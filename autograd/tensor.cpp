@@ -235,7 +235,9 @@ void set_rng_state(const std::string& state) {
 void set_num_threads(int n) {
   if (n < 1) throw Error(fmt::format("set_num_threads: expected at least 1 thread, got {}", n));
   detail::set_pool_threads(n);
-  openblas_set_num_threads(n);
+  // One owner of the cores: the pool. OpenBLAS runs single-threaded inside it (its own threads
+  // spinning beside the pool's oversubscribe two cores; measured in docs/benchmarks.md).
+  openblas_set_num_threads(1);
 }
 int get_num_threads() { return detail::pool_threads(); }
 

@@ -13,11 +13,13 @@
 // Run: build-bench/bench/bench_autograd (see bench/run.sh and docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -219,6 +221,13 @@ BENCHMARK(BM_Matmul_RawSgemm)->Name("Matmul/raw_sgemm_x3")->Apply(matmul_args);
 BENCHMARK(BM_Matmul_RawSgemmNN)->Name("Matmul/raw_sgemm_nn")->Apply(matmul_args);
 BENCHMARK(BM_Matmul_Paired)->Name("Matmul/paired")->Apply(matmul_args)->MinTime(2.0);
 
+// tapegrad's kernels run at threads:1 (CPU time; compared with the single-threaded baselines:
+// the targets) and at threads:2 (the library's pool splits the loop; wall time, since the main
+// thread's CPU time would count only its own share).
+#define TG_BENCH_THREADS(fn, name)                                   \
+  BENCHMARK(fn)->Name(name)->ArgName("threads")->Arg(1);             \
+  BENCHMARK(fn)->Name(name)->ArgName("threads")->Arg(2)->UseRealTime()
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise on 10M floats, forward only. Bytes counted: inputs read + output written.
 constexpr int64_t kElems = 10'000'000;
@@ -238,7 +247,7 @@ ElemData& elem_data() {
 
 template <typename F>
 void run_tg_elementwise(benchmark::State& st, int n_inputs, F f) {
-  tg::set_num_threads(1);
+  tg::set_num_threads(int(st.range(0)));  // the library's pool splits large loops
   ElemData& d = elem_data();
   tg::NoGradGuard guard;
   { tg::Tensor warm = f(d.a, d.b); }  // the output's block is then served from the allocator's cache
@@ -262,10 +271,10 @@ void BM_Elem_TgExp(benchmark::State& st) {
 void BM_Elem_TgRelu(benchmark::State& st) {
   run_tg_elementwise(st, 1, [](const tg::Tensor& a, const tg::Tensor&) { return tg::relu(a); });
 }
-BENCHMARK(BM_Elem_TgAdd)->Name("Elementwise/tapegrad_add");
-BENCHMARK(BM_Elem_TgMul)->Name("Elementwise/tapegrad_mul");
-BENCHMARK(BM_Elem_TgExp)->Name("Elementwise/tapegrad_exp");
-BENCHMARK(BM_Elem_TgRelu)->Name("Elementwise/tapegrad_relu");
+TG_BENCH_THREADS(BM_Elem_TgAdd, "Elementwise/tapegrad_add");
+TG_BENCH_THREADS(BM_Elem_TgMul, "Elementwise/tapegrad_mul");
+TG_BENCH_THREADS(BM_Elem_TgExp, "Elementwise/tapegrad_exp");
+TG_BENCH_THREADS(BM_Elem_TgRelu, "Elementwise/tapegrad_relu");
 
 // Plain loops over preallocated std::vectors (outputs touched once before timing).
 struct PlainData {
@@ -334,7 +343,7 @@ constexpr int64_t kColElems = kN * kC * kK * kK * kH * kW;     // 18.9M floats, 
 constexpr int64_t kWindowBytes = (kImgElems + kColElems) * 4;  // the same for unfold and fold
 
 void BM_Window_Unfold(benchmark::State& st) {
-  tg::set_num_threads(1);
+  tg::set_num_threads(int(st.range(0)));
   tg::manual_seed(3);
   tg::Tensor x = tg::randn({kN, kC, kH, kW});
   tg::NoGradGuard guard;
@@ -346,10 +355,10 @@ void BM_Window_Unfold(benchmark::State& st) {
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
 }
-BENCHMARK(BM_Window_Unfold)->Name("Window/tapegrad_unfold");
+TG_BENCH_THREADS(BM_Window_Unfold, "Window/tapegrad_unfold");
 
 void BM_Window_Fold(benchmark::State& st) {
-  tg::set_num_threads(1);
+  tg::set_num_threads(int(st.range(0)));
   tg::manual_seed(3);
   tg::Tensor cols = tg::randn({kN, kC * kK * kK, kH * kW});
   tg::NoGradGuard guard;
@@ -361,7 +370,7 @@ void BM_Window_Fold(benchmark::State& st) {
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
 }
-BENCHMARK(BM_Window_Fold)->Name("Window/tapegrad_fold");
+TG_BENCH_THREADS(BM_Window_Fold, "Window/tapegrad_fold");
 
 // memcpy of kWindowBytes / 2 bytes: reads and writes kWindowBytes in total, counted the same way.
 void BM_Window_Memcpy(benchmark::State& st) {
@@ -396,12 +405,94 @@ void BM_Window_Im2colPattern(benchmark::State& st) {
 }
 BENCHMARK(BM_Window_Im2colPattern)->Name("Window/memcpy_im2col_pattern");
 
+// Diagnostics for docs/benchmarks.md ("what limits it"): the two changes proposed for
+// autograd/prim_window.cpp, written for this geometry only (3x3, stride 1, padding 1).
+// Each (n, c) plane goes through a zero-padded (H+2) x (W+2) scratch plane that stays in L1, so
+// every row of the window loop is a full, unclipped run of W floats (no bounds, no scalar tail).
+constexpr int64_t kHp = kH + 2, kWp = kW + 2;
+
+// unfold from a padded plane, output rows written with non-temporal stores (no read-for-ownership
+// of the 75 MB output).
+void BM_Window_DiagUnfoldStream(benchmark::State& st) {
+  tg::manual_seed(3);
+  tg::Tensor x = tg::randn({kN, kC, kH, kW});
+  const float* in = x.data_ptr<float>();
+  float* out = static_cast<float*>(std::aligned_alloc(64, size_t(kColElems) * sizeof(float)));
+  std::memset(out, 0, size_t(kColElems) * sizeof(float));  // fault the pages in before timing
+  alignas(64) float pad[kHp * kWp] = {};
+  for (auto _ : st) {
+    for (int64_t nc = 0; nc < kN * kC; ++nc) {
+      for (int64_t h = 0; h < kH; ++h) std::memcpy(pad + (h + 1) * kWp + 1, in + (nc * kH + h) * kW, kW * sizeof(float));
+      for (int64_t k = 0; k < kK * kK; ++k) {
+        float* rows = out + (nc * kK * kK + k) * kH * kW;
+        for (int64_t oh = 0; oh < kH; ++oh) {
+          const float* s = pad + (oh + k / kK) * kWp + k % kK;
+          float* d = rows + oh * kW;
+#if defined(__AVX512F__)
+          static_assert(kW % 16 == 0, "rows of whole 64-byte lines");
+          for (int64_t i = 0; i < kW; i += 16) _mm512_stream_ps(d + i, _mm512_loadu_ps(s + i));
+#elif defined(__AVX__)
+          for (int64_t i = 0; i < kW; i += 8) _mm256_stream_ps(d + i, _mm256_loadu_ps(s + i));
+#else
+          std::memcpy(d, s, kW * sizeof(float));
+#endif
+        }
+      }
+    }
+#if defined(__AVX__)
+    _mm_sfence();
+#endif
+    benchmark::DoNotOptimize(out);
+    benchmark::ClobberMemory();
+  }
+  std::free(out);
+  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
+}
+BENCHMARK(BM_Window_DiagUnfoldStream)->Name("Window/diag_unfold_padded_stream");
+
+// fold into a padded plane (full-width vectorised adds), then the interior copied out once.
+void BM_Window_DiagFoldPadded(benchmark::State& st) {
+  tg::manual_seed(3);
+  tg::Tensor cols = tg::randn({kN, kC * kK * kK, kH * kW});
+  const float* in = cols.data_ptr<float>();
+  std::vector<float> out(static_cast<size_t>(kImgElems));
+  alignas(64) float pad[kHp * kWp];
+  for (auto _ : st) {
+    for (int64_t nc = 0; nc < kN * kC; ++nc) {
+      std::fill(pad, pad + kHp * kWp, 0.0f);
+      for (int64_t k = 0; k < kK * kK; ++k) {
+        const float* rows = in + (nc * kK * kK + k) * kH * kW;
+        for (int64_t oh = 0; oh < kH; ++oh) {
+          float* d = pad + (oh + k / kK) * kWp + k % kK;
+          const float* s = rows + oh * kW;
+          for (int64_t i = 0; i < kW; ++i) d[i] += s[i];
+        }
+      }
+      for (int64_t h = 0; h < kH; ++h)
+        std::memcpy(out.data() + (nc * kH + h) * kW, pad + (h + 1) * kWp + 1, kW * sizeof(float));
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
+}
+BENCHMARK(BM_Window_DiagFoldPadded)->Name("Window/diag_fold_padded");
+
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // tapegrad replaces OpenBLAS's generic "Prescott" fallback kernels with SkylakeX/Haswell ones
+  // before its first GEMM (autograd/blas_core.cpp; off when OPENBLAS_CORETYPE or
+  // TAPEGRAD_KEEP_BLAS_CORE is set). Trigger that now, so that the raw-sgemm baselines and
+  // tapegrad run on the same kernels whatever order the benchmarks run in.
+  {
+    tg::Tensor t = tg::ones({2, 2});
+    benchmark::DoNotOptimize(tg::matmul(t, t).impl().get());
+  }
   benchmark::AddCustomContext("openblas", openblas_get_config());
+  benchmark::AddCustomContext("openblas_core", openblas_get_corename());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

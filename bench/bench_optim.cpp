@@ -1,5 +1,6 @@
 // Optimizer steps over 10 million float32 parameters (one tensor), against a plain loop doing
-// the same arithmetic on the same arrays. The step is memory-bound, so the counter is bytes per
+// the same arithmetic on the same arrays; tapegrad with 1 and 2 threads (tg::set_num_threads),
+// the plain loop on one. The step is memory-bound, so the counter is bytes per
 // second: SGD with momentum reads p, g, buf and writes p, buf (5 × 4 bytes per element); Adam
 // reads p, g, m, v and writes p, m, v (7 × 4 bytes).
 //
@@ -28,6 +29,7 @@ void count_bytes(benchmark::State& state, int arrays) {
 }
 
 void SGDMomentum_tapegrad(benchmark::State& state) {
+  tg::set_num_threads(int(state.range(0)));
   Setup s;
   tg::optim::SGD opt({s.p}, tg::optim::SGDOptions(1e-3).momentum(0.9));
   opt.step();  // the first step creates the momentum buffer
@@ -59,6 +61,7 @@ void SGDMomentum_plain(benchmark::State& state) {
 }
 
 void Adam_tapegrad(benchmark::State& state) {
+  tg::set_num_threads(int(state.range(0)));
   Setup s;
   tg::optim::Adam opt({s.p}, tg::optim::AdamOptions(1e-3));
   opt.step();  // the first step creates the moment buffers
@@ -98,9 +101,21 @@ void Adam_plain(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(SGDMomentum_tapegrad)->Name("Optim/SGDMomentum/tapegrad")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(SGDMomentum_tapegrad)
+    ->Name("Optim/SGDMomentum/tapegrad")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(SGDMomentum_plain)->Name("Optim/SGDMomentum/plain_loop")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(Adam_tapegrad)->Name("Optim/Adam/tapegrad")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(Adam_tapegrad)
+    ->Name("Optim/Adam/tapegrad")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(Adam_plain)->Name("Optim/Adam/plain_loop")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

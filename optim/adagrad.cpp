@@ -43,20 +43,20 @@ void Adagrad::update(Tensor& param, const Tensor& grad, ParamState& state, const
     T* __restrict s = sum.data_ptr<T>();
     const T sign = o.maximize() ? T(-1) : T(1), wd = T(o.weight_decay()), eps = T(o.eps()), neg_clr = T(-clr);
     detail::with_flag(o.weight_decay() != 0, [&](auto decay) {
-      auto direction = [&](int64_t i) {
+      auto direction = [=](int64_t i) {
         T d = sign * g[i];
         if constexpr (decltype(decay)::value) d = d + wd * p[i];
         return d;
       };
       detail::sqrt_blocks<T>(
           n,
-          [&](int64_t i) {
+          [=](int64_t i) {
             const T d = direction(i);
             const T si = s[i] + d * d;
             s[i] = si;
             return si;
           },
-          [&](int64_t i, T root) { p[i] = p[i] + (neg_clr * direction(i)) / (root + eps); });
+          [=](int64_t i, T root) { p[i] = p[i] + (neg_clr * direction(i)) / (root + eps); });
     });
   });
 }

@@ -62,7 +62,7 @@ void adam_update(Tensor& param, const Tensor& grad, ParamState& state, const Opt
         detail::with_flag(o.amsgrad(), [&](auto amsgrad) {
           detail::sqrt_blocks<T>(
               n,
-              [&](int64_t i) {  // the moments; returns v̂
+              [=](int64_t i) {  // the moments; returns v̂
                 T d = sign * g[i];
                 if constexpr (decltype(coupled_decay)::value) d = d + wd * p[i];
                 const T mi = m[i] * beta1 + one_m_b1 * d;
@@ -76,7 +76,7 @@ void adam_update(Tensor& param, const Tensor& grad, ParamState& state, const Opt
                 }
                 return vi;
               },
-              [&](int64_t i, T root) {  // the step, with root = √v̂
+              [=](int64_t i, T root) {  // the step, with root = √v̂
                 T pi = p[i];
                 if constexpr (decltype(decoupled_decay)::value) pi = pi * shrink;
                 p[i] = pi + (neg_step * m[i]) / (root / c2 + eps);

@@ -43,7 +43,7 @@ void DeltaBarDelta::update(Tensor& param, const Tensor& grad, ParamState& state,
     const T wd = T(o.weight_decay()), kappa = T(o.kappa()), shrink = T(1 - o.phi());
     const T theta = T(o.theta()), one_m_theta = T(1 - o.theta());
     detail::with_flag(o.weight_decay() != 0, [&](auto decay) {
-      for (int64_t i = 0; i < n; ++i) {
+      detail::for_each_index(n, [=](int64_t i) {
         T d = g[i];
         if constexpr (decltype(decay)::value) d = d + wd * p[i];
         const T agree = bar[i] * d;
@@ -51,7 +51,7 @@ void DeltaBarDelta::update(Tensor& param, const Tensor& grad, ParamState& state,
         r[i] = ri;
         bar[i] = one_m_theta * d + theta * bar[i];
         p[i] = p[i] - ri * d;
-      }
+      });
     });
   });
 }

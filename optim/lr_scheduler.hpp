@@ -10,7 +10,8 @@
 /// lr when the scheduler was made), so they compose (LinearWarmup wraps another schedule), a
 /// resumed run needs only t, and the values equal PyTorch's chainable ones up to rounding. A
 /// change made to a group's lr by other means is overwritten at the next step.
-/// Constructing a scheduler applies f(base_lr, 0), as PyTorch's constructor does.
+/// Constructing a scheduler applies f(base_lr, 0), as PyTorch's constructor does. A scheduler
+/// keeps a reference to its optimizer, which must outlive it.
 #include <cstdint>
 #include <memory>
 #include <string>

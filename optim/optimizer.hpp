@@ -114,7 +114,8 @@ class Optimizer {
   const std::vector<ParamGroup>& param_groups() const { return param_groups_; }
   const OptimizerOptions& defaults() const { return *defaults_; }
   OptimizerOptions& defaults() { return *defaults_; }
-  /// The state of a parameter (nullptr before its first step).
+  /// The state of a parameter: nullptr before its first step; valid until the next step() or
+  /// load_state_dict().
   const ParamState* state(const Tensor& param) const;
   /// "SGD", "Adam", ...
   const std::string& name() const { return name_; }

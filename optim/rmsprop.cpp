@@ -51,14 +51,14 @@ void RMSprop::update(Tensor& param, const Tensor& grad, ParamState& state, const
     detail::with_flag(o.weight_decay() != 0, [&](auto decay) {
       detail::with_flag(o.centered(), [&](auto centered) {
         detail::with_flag(use_momentum, [&](auto momentum) {
-          auto direction = [&](int64_t i) {
+          auto direction = [=](int64_t i) {
             T d = sign * g[i];
             if constexpr (decltype(decay)::value) d = d + wd * p[i];
             return d;
           };
           detail::sqrt_blocks<T>(
               n,
-              [&](int64_t i) {  // the averages; returns the variance estimate
+              [=](int64_t i) {  // the averages; returns the variance estimate
                 const T d = direction(i);
                 const T si = sq[i] * alpha + (one_m_alpha * d) * d;
                 sq[i] = si;
@@ -69,7 +69,7 @@ void RMSprop::update(Tensor& param, const Tensor& grad, ParamState& state, const
                 }
                 return si;
               },
-              [&](int64_t i, T root) {  // the step (p is unchanged since `direction` first read it)
+              [=](int64_t i, T root) {  // the step (p is unchanged since `direction` first read it)
                 const T d = direction(i), avg = root + eps;
                 if constexpr (decltype(momentum)::value) {
                   const T bi = b[i] * mom + d / avg;

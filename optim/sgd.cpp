@@ -45,25 +45,25 @@ void SGD::update(Tensor& param, const Tensor& grad, ParamState& state, const Opt
     const T sign = o.maximize() ? T(-1) : T(1), wd = T(o.weight_decay()), lr = T(o.lr());
     const T mom = T(o.momentum()), keep = T(1 - o.dampening());
     detail::with_flag(o.weight_decay() != 0, [&](auto decay) {
-      auto direction = [&](int64_t i) {
+      auto direction = [=](int64_t i) {
         T d = sign * g[i];
         if constexpr (decltype(decay)::value) d += wd * p[i];
         return d;
       };
       if (!use_momentum) {
-        for (int64_t i = 0; i < n; ++i) p[i] -= lr * direction(i);
+        detail::for_each_index(n, [=](int64_t i) { p[i] -= lr * direction(i); });
       } else if (first) {  // PyTorch: the buffer starts as the first direction, undamped
         detail::with_flag(o.nesterov(), [&](auto nesterov) {
-          for (int64_t i = 0; i < n; ++i) {
+          detail::for_each_index(n, [=](int64_t i) {
             T d = direction(i);
             b[i] = d;
             if constexpr (decltype(nesterov)::value) d += mom * d;
             p[i] -= lr * d;
-          }
+          });
         });
       } else {
         detail::with_flag(o.nesterov(), [&](auto nesterov) {
-          for (int64_t i = 0; i < n; ++i) {
+          detail::for_each_index(n, [=](int64_t i) {
             T d = direction(i);
             T bi = mom * b[i] + keep * d;
             b[i] = bi;
@@ -72,7 +72,7 @@ void SGD::update(Tensor& param, const Tensor& grad, ParamState& state, const Opt
             else
               d = bi;
             p[i] -= lr * d;
-          }
+          });
         });
       }
     });
