@@ -4,12 +4,14 @@
 //   Tape/*         per-op overhead of recording and running the tape on one-element tensors
 //                  (counter op_time: seconds per op, shown with an SI prefix, e.g. 450n = 450 ns)
 //   Matmul/*       tg::matmul forward + backward vs the same three raw cblas_sgemm calls
-//                  (counter FLOPS; args: n, threads); Matmul/paired times both in each iteration
+//                  (counter FLOPS; args: n, threads; the raw calls use OpenBLAS's own threads,
+//                  tapegrad whatever tg::set_num_threads arranges); Matmul/paired times both
+//                  in each iteration
 //   Elementwise/*  10M-float add/mul/exp/relu under NoGradGuard vs plain C++ loops (bytes_per_second)
 //   Window/*       tg::unfold / tg::fold vs memcpy moving the same number of bytes (bytes_per_second)
 //
 // Single-threaded benchmarks report CPU time (more robust than wall time on a shared machine);
-// the matmul ones report wall time, since OpenBLAS computes on its own threads.
+// the matmul ones report wall time, since the GEMMs run on several threads.
 // Run: build-bench/bench/bench_autograd (see bench/run.sh and docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -180,12 +182,18 @@ void BM_Matmul_Paired(benchmark::State& st) {
     a.mutable_grad() = tg::Tensor();
     b.mutable_grad() = tg::Tensor();
   };
+  // tg::set_num_threads may leave OpenBLAS single-threaded (the library can split GEMMs over its
+  // own pool); the raw baseline uses OpenBLAS's own threads, restored after each raw step.
+  const int threads = int(st.range(1));
   auto raw_step = [&] {
+    const int tg_blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(threads);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, pa, ni, pb, ni, 0.0f, c.data(), ni);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, ni, ni, 1.0f, pg, ni, pb, ni, 0.0f, da.data(), ni);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, ni, ni, 1.0f, pa, ni, pg, ni, 0.0f, db.data(), ni);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
+    openblas_set_num_threads(tg_blas_threads);
   };
   tg_step();
   raw_step();
