@@ -7,9 +7,20 @@
 
 namespace tg::detail {
 
+void parallel_for_impl(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
 /// Calls fn(begin, end) on disjoint chunks covering [0, n), in parallel when n >= 2 * grain
-/// and more than one thread is allowed; otherwise inline. fn must not throw.
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+/// and more than one thread is allowed; otherwise inline. fn must not throw. A template, so a
+/// small loop runs without wrapping fn in a std::function (which would allocate per op).
+template <typename F>
+inline void parallel_for(int64_t n, int64_t grain, const F& fn) {
+  if (n <= 0) return;
+  if (n < 2 * grain) {
+    fn(int64_t(0), n);
+    return;
+  }
+  parallel_for_impl(n, grain, std::function<void(int64_t, int64_t)>(std::cref(fn)));
+}
 
 /// Threads the pool may use (tg::get_num_threads()).
 int pool_threads();

@@ -122,14 +122,17 @@ void broadcast_apply(const T* a0, const Shape& as, const T* b0, const Shape& bs,
 template <typename F>
 Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
   check_pair(a, b, op);
-  const Shape ys = a.shape() == b.shape() ? a.shape() : detail::broadcast_shapes(a.shape(), b.shape(), op);
+  Shape broadcast;
+  const bool same = a.shape() == b.shape();
+  if (!same) broadcast = detail::broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape& ys = same ? a.shape() : broadcast;
   Tensor y = detail::make_tensor(ys, a.dtype());
   dispatch(a.dtype(), [&](auto z) {
     using T = decltype(z);
     const T* pa = typed<T>(a);
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
-    if (a.shape() == b.shape()) {
+    if (same) {
       detail::parallel_for(a.numel(), kGrain, [&](int64_t s0, int64_t s1) {
         for (int64_t i = s0; i < s1; ++i) py[i] = f(pa[i], pb[i]);
       });
@@ -141,9 +144,8 @@ Tensor binary(const Tensor& a, const Tensor& b, const char* op, F f) {
 }
 
 // The gradient of a broadcast operand: summed back to its shape (expand's VJP).
-Tensor reduce_to(const Tensor& g, const Tensor& like) {
-  return g.shape() == like.shape() ? g : prim::sum_to(g, like.shape());
-}
+Tensor reduce_to(const Tensor& g, const Shape& shape) { return g.shape() == shape ? g : prim::sum_to(g, shape); }
+Tensor reduce_to(const Tensor& g, const Tensor& like) { return reduce_to(g, like.shape()); }
 
 template <typename F>
 auto loop(F f) {
@@ -242,15 +244,24 @@ Tensor cast(const Tensor& x, Dtype d) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "add", [](auto u, auto v) { return u + v; });
-  return detail::record("add", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? reduce_to(g, a) : Tensor(), n[1] ? reduce_to(g, b) : Tensor()};
+  // The VJP needs only the shapes, and nothing when they are equal (no closure to allocate).
+  if (a.shape() == b.shape())
+    return detail::record("add", y, {a, b}, [](const Tensor& g, const Tensor&, Needs n) {
+      return Grads{n[0] ? g : Tensor(), n[1] ? g : Tensor()};
+    });
+  return detail::record("add", y, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Tensor&, Needs n) {
+    return Grads{n[0] ? reduce_to(g, sa) : Tensor(), n[1] ? reduce_to(g, sb) : Tensor()};
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "sub", [](auto u, auto v) { return u - v; });
-  return detail::record("sub", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? reduce_to(g, a) : Tensor(), n[1] ? reduce_to(-g, b) : Tensor()};
+  if (a.shape() == b.shape())
+    return detail::record("sub", y, {a, b}, [](const Tensor& g, const Tensor&, Needs n) {
+      return Grads{n[0] ? g : Tensor(), n[1] ? -g : Tensor()};
+    });
+  return detail::record("sub", y, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Tensor&, Needs n) {
+    return Grads{n[0] ? reduce_to(g, sa) : Tensor(), n[1] ? reduce_to(-g, sb) : Tensor()};
   });
 }
 
