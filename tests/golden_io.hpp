@@ -4,6 +4,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,5 +107,26 @@ inline void check_against_golden(const Case& c, const std::function<tg::Tensor(c
   }
 }
 
+
+using Table = std::map<std::string, std::function<tg::Tensor(const std::vector<tg::Tensor>&)>>;
+
+// Every golden case has a C++ row and every row a golden case.
+inline void check_coverage(const Table& table, const std::vector<Case>& cases, size_t at_least) {
+  std::set<std::string> names;
+  for (const auto& c : cases) {
+    names.insert(c.name);
+    CHECK_MESSAGE(table.count(c.name) == 1, "no C++ row for golden case ", c.name);
+  }
+  for (const auto& [name, fn] : table) CHECK_MESSAGE(names.count(name) == 1, "row without golden values: ", name);
+  CHECK(cases.size() >= at_least);
+}
+
+// Every row against its golden values in one dtype.
+inline void check_all(const Table& table, const std::vector<Case>& cases, tg::Dtype dtype, double atol, double rtol) {
+  for (const auto& c : cases) {
+    INFO("case ", c.name);
+    if (table.count(c.name)) check_against_golden(c, table.at(c.name), dtype, atol, rtol);
+  }
+}
 
 }  // namespace golden

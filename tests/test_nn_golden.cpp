@@ -173,30 +173,15 @@ std::pair<Fn, std::vector<Tensor>> bind_constants(const golden::Case& c, const F
 }  // namespace
 
 TEST_CASE("nn golden: every PyTorch case has a row and every row a case") {
-  auto table = make_table();
-  std::set<std::string> names;
-  for (const auto& c : cases()) {
-    names.insert(c.name);
-    CHECK_MESSAGE(table.count(c.name) == 1, "no C++ row for golden case ", c.name);
-  }
-  for (const auto& [name, fn] : table) CHECK_MESSAGE(names.count(name) == 1, "row without golden values: ", name);
-  CHECK(cases().size() >= 70);
+  golden::check_coverage(make_table(), cases(), 70);
 }
 
 TEST_CASE("nn golden: forward and gradients match PyTorch in float64") {
-  auto table = make_table();
-  for (const auto& c : cases()) {
-    INFO("case ", c.name);
-    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat64, 1e-10, 1e-8);
-  }
+  golden::check_all(make_table(), cases(), tg::kFloat64, 1e-10, 1e-8);
 }
 
 TEST_CASE("nn golden: forward and gradients match PyTorch in float32") {
-  auto table = make_table();
-  for (const auto& c : cases()) {
-    INFO("case ", c.name);
-    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat32, 5e-5, 5e-4);
-  }
+  golden::check_all(make_table(), cases(), tg::kFloat32, 5e-5, 5e-4);
 }
 
 TEST_CASE("nn golden: gradcheck and gradgradcheck in float64") {

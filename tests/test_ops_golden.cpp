@@ -122,30 +122,15 @@ const std::vector<golden::Case>& cases() {
 }  // namespace
 
 TEST_CASE("golden: every PyTorch case has a row and every row a case") {
-  auto table = make_table();
-  std::set<std::string> names;
-  for (const auto& c : cases()) {
-    names.insert(c.name);
-    CHECK_MESSAGE(table.count(c.name) == 1, "no C++ row for golden case ", c.name);
-  }
-  for (const auto& [name, fn] : table) CHECK_MESSAGE(names.count(name) == 1, "row without golden values: ", name);
-  CHECK(cases().size() >= 100);
+  golden::check_coverage(make_table(), cases(), 100);
 }
 
 TEST_CASE("golden: forward and gradients match PyTorch in float64") {
-  auto table = make_table();
-  for (const auto& c : cases()) {
-    INFO("case ", c.name);
-    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat64, 1e-10, 1e-9);
-  }
+  golden::check_all(make_table(), cases(), tg::kFloat64, 1e-10, 1e-9);
 }
 
 TEST_CASE("golden: forward and gradients match PyTorch in float32") {
-  auto table = make_table();
-  for (const auto& c : cases()) {
-    INFO("case ", c.name);
-    if (table.count(c.name)) golden::check_against_golden(c, table.at(c.name), tg::kFloat32, 3e-5, 3e-4);
-  }
+  golden::check_all(make_table(), cases(), tg::kFloat32, 3e-5, 3e-4);
 }
 
 TEST_CASE("golden: gradcheck and gradgradcheck in float64") {
