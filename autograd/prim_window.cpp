@@ -1,8 +1,12 @@
 // unfold (im2col) and fold (col2im) for 1-D, 2-D and 3-D windows: each is the other's VJP.
-// Convolution is unfold + matmul; pooling is unfold + a reduction.
+// Convolution is unfold + matmul; average pooling is unfold + a reduction; max pooling is
+// window_argmax + gather.
 #include <fmt/format.h>
 
 #include <array>
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "autograd.hpp"
 #include "parallel.hpp"
@@ -152,6 +156,120 @@ Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o
   return detail::record("fold", y, {cols}, [o](const Tensor& gr, const Tensor&, Needs) {
     return Grads{prim::unfold(gr, o)};
   });
+}
+
+namespace {
+
+// Per output coordinate along one dim: the first input coordinate of its window and the range
+// [lo, hi) of kernel offsets that land inside the input.
+struct WindowSpan {
+  int64_t start, lo, hi;
+};
+
+std::vector<WindowSpan> spans(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+  std::vector<WindowSpan> r(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * s - p;
+    int64_t lo = 0, hi = k;
+    while (lo < k && start + lo * d < 0) ++lo;
+    while (hi > lo && start + (hi - 1) * d >= in) --hi;
+    r[size_t(o)] = {start, lo, hi};
+  }
+  return r;
+}
+
+// One kernel offset over a row of windows: window o reads src[o * stride], at plane index
+// base + o * stride. The running maximum updates without branches (the maximum of random data
+// would mispredict half of them): restrict pointers and an index type as wide as T let the
+// compiler vectorize it. As PyTorch's max_pool: the first maximum wins, and a NaN wins.
+template <typename T, typename I>
+void row_max(const T* __restrict src, int64_t stride, int64_t lo, int64_t hi, int64_t base, T* __restrict bv,
+             I* __restrict bi) {
+  for (int64_t o = lo; o < hi; ++o) {
+    const T v = src[o * stride];
+    const bool take = (v > bv[o]) | (v != v);
+    bv[o] = take ? v : bv[o];
+    bi[o] = take ? I(base + o * stride) : bi[o];
+  }
+}
+
+}  // namespace
+
+Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size) {
+  if (!x.defined() || x.dim() < 3 || x.dim() > 5)
+    throw Error(fmt::format("window_argmax: expected input [N, C, *spatial] with 1 to 3 spatial dims, got {}",
+                            x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (x.dtype() == kInt64) throw Error("window_argmax: expected a float32 or float64 input, got int64");
+  Shape spatial(x.shape().begin() + 2, x.shape().end());
+  Geometry g = geometry(x.size(0), x.size(1), spatial, o, "window_argmax", x.shape());
+  const size_t off = 3 - spatial.size();
+  if (out_size.size() != spatial.size())
+    throw Error(fmt::format("window_argmax: expected an output size of {} dims, got {}", spatial.size(),
+                            shape_str(out_size)));
+  std::array<std::vector<WindowSpan>, 3> sp;
+  for (size_t i = 0; i < 3; ++i) {
+    const int64_t out = i < off ? 1 : out_size[i - off];
+    sp[i] = spans(g.in[i], out, g.k[i], g.s[i], g.p[i], g.d[i]);
+    for (const WindowSpan& w : sp[i])
+      if (w.lo >= w.hi)  // a window entirely in the padding (ceil_mode or padding too large)
+        throw Error(fmt::format("window_argmax: output size {} has a window outside input {}", shape_str(out_size),
+                                shape_str(x.shape())));
+    g.out[i] = out;
+  }
+  const int64_t plane = g.in[0] * g.in[1] * g.in[2], L = g.positions();
+  Shape ys{g.n, g.c, L};
+  Tensor y = detail::make_tensor(ys, kInt64);
+  // Geometry in locals: the int64 output stores could otherwise alias g's fields.
+  const int64_t h = g.in[1], w = g.in[2], d0 = g.d[0], d1 = g.d[1], d2 = g.d[2];
+  const int64_t s2 = g.s[2], p2 = g.p[2], k2 = g.k[2];
+  const WindowSpan *s0 = sp[0].data(), *s1 = sp[1].data(), *c = sp[2].data();
+  const int64_t n0 = g.out[0], n1 = g.out[1], n2 = g.out[2];
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* px = typed<T>(x);
+    int64_t* py = typed<int64_t>(y);
+    auto run = [&](auto index_type) {
+      using I = decltype(index_type);
+      detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, L * g.kernel_numel())),
+                           [&](int64_t p0, int64_t p1) {
+        std::vector<T> best_v(static_cast<size_t>(n2));
+        std::vector<I> best_i(static_cast<size_t>(n2));
+        T* bv = best_v.data();
+        I* bi = best_i.data();
+        for (int64_t nc = p0; nc < p1; ++nc) {
+          const T* im = px + nc * plane;
+          for (int64_t i0 = 0; i0 < n0; ++i0)
+            for (int64_t i1 = 0; i1 < n1; ++i1) {
+              const WindowSpan a = s0[i0], b = s1[i1];
+              // A row of windows at once, kernel offsets in row-major order; a window of -inf
+              // keeps its first in-bounds element.
+              const int64_t first = ((a.start + a.lo * d0) * h + b.start + b.lo * d1) * w;
+              for (int64_t o = 0; o < n2; ++o) {
+                bv[o] = -std::numeric_limits<T>::infinity();
+                bi[o] = I(first + c[o].start + c[o].lo * d2);
+              }
+              for (int64_t i = a.lo; i < a.hi; ++i)
+                for (int64_t j = b.lo; j < b.hi; ++j) {
+                  const int64_t row = ((a.start + i * d0) * h + b.start + j * d1) * w;
+                  for (int64_t k = 0; k < k2; ++k) {
+                    // Windows o whose column o*s2 - p2 + k*d2 lies in [0, w), as in im2col.
+                    const int64_t shift = k * d2 - p2;
+                    const int64_t lo = shift >= 0 ? 0 : (-shift + s2 - 1) / s2;
+                    const int64_t hi = w - shift <= 0 ? 0 : std::min(n2, (w - shift - 1) / s2 + 1);
+                    if (lo < hi) row_max<T, I>(im + row + shift, s2, lo, hi, row + shift, bv, bi);
+                  }
+                }
+              std::copy(bi, bi + n2, py + nc * L + (i0 * n1 + i1) * n2);
+            }
+        }
+      });
+    };
+    if (plane <= std::numeric_limits<int32_t>::max())
+      run(int32_t());
+    else
+      run(int64_t());
+  });
+  return y;
 }
 
 }  // namespace tg::prim

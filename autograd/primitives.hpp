@@ -72,5 +72,9 @@ Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool trans_a, bool trans_
 // ---- windows (prim_window.cpp): im2col and its adjoint col2im ----
 Tensor unfold(const Tensor& x, const WindowOptions& o);                          // fold(g)
 Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o);  // unfold(g)
+/// For each window (out_size windows per spatial dim, starting at -padding; ceil_mode's extra
+/// windows allowed), the flat index into x's spatial plane of its maximum: int64 [N, C, L], no
+/// gradient. max pooling is this + gather, so its backward is one scatter into x's shape.
+Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size);
 
 }  // namespace tg::prim

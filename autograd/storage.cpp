@@ -39,11 +39,13 @@ struct Allocator {
   std::vector<void*> free_lists[kClasses];
   size_t cached = 0;
   size_t live = 0;
+  size_t peak = 0;  // high-water mark of live since start or reset_peak_live_bytes()
 
   void* get(size_t cls, size_t index) {
     {
       std::lock_guard<std::mutex> lock(mu);
       live += cls;
+      if (live > peak) peak = live;
       auto& list = free_lists[index];
       if (!list.empty()) {
         void* p = list.back();
@@ -105,6 +107,14 @@ namespace detail {
 size_t live_bytes() {
   std::lock_guard<std::mutex> lock(allocator().mu);
   return allocator().live;
+}
+size_t peak_live_bytes() {
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  return allocator().peak;
+}
+void reset_peak_live_bytes() {
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  allocator().peak = allocator().live;
 }
 size_t cached_bytes() {
   std::lock_guard<std::mutex> lock(allocator().mu);

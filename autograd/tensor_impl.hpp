@@ -47,6 +47,10 @@ Tensor make_tensor(const Shape& s, Dtype d);
 Tensor make_alias(const std::shared_ptr<Storage>& storage, const Shape& s, Dtype d);
 /// Bytes held by live storages (not counting the allocator's cache).
 size_t live_bytes();
+/// The highest live_bytes() since the start or the last reset_peak_live_bytes().
+size_t peak_live_bytes();
+/// Restarts the high-water mark at the current live_bytes().
+void reset_peak_live_bytes();
 /// Bytes the caching allocator keeps for reuse.
 size_t cached_bytes();
 /// Returns every cached block to the system.

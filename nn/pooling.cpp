@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../autograd/primitives.hpp"
 #include "functional.hpp"
 
 namespace tg::nn::functional {
@@ -77,14 +78,13 @@ Shape out_shape(const Tensor& x, const PoolGeometry& g) {
 
 Tensor max_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const char* op) {
   PoolGeometry g = pool_geometry(x, o, nsp, op);
-  std::vector<int64_t> after(g.p);
-  for (size_t i = 0; i < after.size(); ++i) after[i] += g.extra[i];
-  Tensor xp = tg::pad(x, spatial_pads(g.p, after), -std::numeric_limits<double>::infinity());
-  // The window's first maximum, picked with gather: the gradient flows to that one element (as
-  // in PyTorch's max_pool), through gather's VJP, a single scatter pass.
-  Tensor w = windows(xp, g);  // [N, C, K, L]
-  Tensor arg = tg::argmax(w, 2, true);
-  return tg::gather(w, 2, arg).reshape(out_shape(x, g));
+  if (x.dtype() == kInt64) throw Error(fmt::format("{}: expected a float32 or float64 input, got int64", op));
+  // Each window's first maximum (window_argmax: an index into the spatial plane, padding never
+  // chosen), picked with gather: the gradient flows to that one element, as in PyTorch's
+  // max_pool, through gather's VJP, a single scatter into x's shape.
+  Tensor idx = prim::window_argmax(x, WindowOptions(g.k).stride(g.s).padding(g.p).dilation(g.d), Shape(g.out));
+  Tensor flat = x.reshape({x.size(0), x.size(1), -1});
+  return tg::gather(flat, 2, idx).reshape(out_shape(x, g));
 }
 
 Tensor avg_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const char* op) {

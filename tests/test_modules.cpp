@@ -866,6 +866,12 @@ TEST_CASE("modules: MaxPool2d sends each window's gradient to its first maximum,
   y.sum().backward();
   // PyTorch 1.13: [[4, 2, 0], [2, 1, 0], [0, 0, 0]].
   CHECK(z.grad().to_vector<double>() == std::vector<double>{4, 2, 0, 2, 1, 0, 0, 0, 0});
+  // A NaN in a window wins, as in PyTorch (the pooled value is NaN and takes the gradient).
+  Tensor withnan = tg::tensor({1.0, std::nan(""), 3.0, 2.0}, {1, 1, 2, 2}).requires_grad_();
+  Tensor pooled = pool(withnan);
+  CHECK(std::isnan(pooled.item<double>()));
+  pooled.sum().backward();
+  CHECK(withnan.grad().to_vector<double>()[1] == 1.0);
   nn::AvgPool2d avg(nn::AvgPool2dOptions(2));
   Tensor a = tg::ones({1, 1, 2, 2}).requires_grad_();
   avg(a).sum().backward();
