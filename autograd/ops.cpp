@@ -195,8 +195,15 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, boo
   need(x, "var");
   int64_t count = 1;
   for (int64_t d : wrap_dims(dims, x.shape(), "var")) count *= x.size(d);
-  Tensor centered = x - mean(x, dims, true);
-  return sum(centered * centered, dims, keepdim) / double(std::max<int64_t>(count - (unbiased ? 1 : 0), 0));
+  if (!is_floating(x.dtype())) throw Error("var: expected a floating tensor, got int64");
+  // prim::moments: mean and biased variance in one pass; rescaled for the unbiased estimate
+  // (n / 0 = inf gives NaN for a single element, as PyTorch).
+  const std::vector<int64_t> ds = wrap_dims(dims, x.shape(), "var");
+  Shape ks = x.shape();
+  for (int64_t d : ds) ks[size_t(d)] = 1;
+  Tensor v = prim::moments(x, ds).narrow(0, 1, 1).reshape(keepdim ? ks : drop_dims(x.shape(), ds));
+  if (!unbiased) return v;
+  return v * (double(count) / double(std::max<int64_t>(count - 1, 0)));
 }
 Tensor std(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
   return sqrt(var(x, dims, unbiased, keepdim));

@@ -268,7 +268,13 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "mul", [](auto u, auto v) { return u * v; });
   return detail::record("mul", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? reduce_to(g * b, a) : Tensor(), n[1] ? reduce_to(g * a, b) : Tensor()};
+    // A broadcast factor's gradient: the product and its reduction in one pass when the other
+    // factor has the output's shape (a per-channel scale times an activation).
+    auto grad = [&g](const Tensor& self, const Tensor& other) {
+      if (self.shape() != g.shape() && other.shape() == g.shape()) return prim::mul_sum_to(g, other, self.shape());
+      return reduce_to(g * other, self);
+    };
+    return Grads{n[0] ? grad(a, b) : Tensor(), n[1] ? grad(b, a) : Tensor()};
   });
 }
 

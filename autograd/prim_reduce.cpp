@@ -77,7 +77,171 @@ void reduce(const T* x, T* y, const Shape& shape, const std::vector<int64_t>& di
   std::copy(cur, cur + shape_numel(keep_shape(shape, dims)), y);
 }
 
+// The elements of x grouped by output element of a reduction over dims: kept runs give the
+// group's base offset, reduced runs the walk inside a group (adjacent dims of one kind merged;
+// the last reduced run is the inner loop).
+struct GroupPlan {
+  std::vector<int64_t> ksize, kstride, rsize, rstride;
+  int64_t groups = 1, count = 1;
+
+  GroupPlan(const Shape& shape, const std::vector<int64_t>& dims) {
+    Shape st(shape.size(), 1);
+    for (size_t i = shape.size(); i-- > 1;) st[i - 1] = st[i] * shape[i];
+    int last = -1;  // kind of the previous non-unit dim: 0 kept, 1 reduced
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (shape[i] == 1) continue;
+      const bool r = std::find(dims.begin(), dims.end(), int64_t(i)) != dims.end();
+      auto& size = r ? rsize : ksize;
+      auto& stride = r ? rstride : kstride;
+      if (last == int(r) && stride.back() == st[i] * shape[i]) {
+        size.back() *= shape[i];
+        stride.back() = st[i];
+      } else {
+        size.push_back(shape[i]);
+        stride.push_back(st[i]);
+      }
+      last = int(r);
+      (r ? count : groups) *= shape[i];
+    }
+  }
+
+  int64_t base(int64_t group) const {
+    int64_t off = 0;
+    for (size_t d = ksize.size(); d-- > 0;) {
+      off += (group % ksize[d]) * kstride[d];
+      group /= ksize[d];
+    }
+    return off;
+  }
+
+  // f(offset, n, stride) for each inner run of the group starting at `base`.
+  template <typename F>
+  void walk(int64_t base, F f) const {
+    if (rsize.empty()) {
+      f(base, int64_t(1), int64_t(1));
+      return;
+    }
+    const size_t k = rsize.size();
+    std::vector<int64_t> idx(k - 1, 0);
+    const int64_t n = rsize[k - 1], stride = rstride[k - 1];
+    int64_t off = base;
+    while (true) {
+      f(off, n, stride);
+      size_t d = k - 1;
+      while (d-- > 0) {
+        off += rstride[d];
+        if (++idx[d] < rsize[d]) break;
+        off -= rstride[d] * rsize[d];
+        idx[d] = 0;
+      }
+      if (d == size_t(-1)) return;
+    }
+  }
+};
+
 }  // namespace
+
+Tensor moments(const Tensor& x, const std::vector<int64_t>& dims) {
+  check_dims(x, dims, "moments");
+  dispatch_floating(x.dtype(), "moments", [](auto) {});
+  Shape ks = keep_shape(x.shape(), dims);
+  const GroupPlan plan(x.shape(), dims);
+  if (plan.count == 0) throw Error(fmt::format("moments: no elements to reduce in shape {}", shape_str(x.shape())));
+  Shape ys{2};
+  ys.insert(ys.end(), ks.begin(), ks.end());
+  Tensor y = detail::make_tensor(ys, x.dtype());
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* px = typed<T>(x);
+    T* py = typed<T>(y);
+    const int64_t groups = plan.groups;
+    detail::parallel_for(groups, std::max<int64_t>(1, (1 << 15) / plan.count), [&](int64_t g0, int64_t g1) {
+      for (int64_t gi = g0; gi < g1; ++gi) {
+        const int64_t base = plan.base(gi);
+        // One pass, in double, about a shift K (the group's first element): the sums of x - K
+        // and (x - K)^2 do not cancel catastrophically when |mean| >> std.
+        const double shift = double(px[base]);
+        double s1 = 0, s2 = 0;
+        plan.walk(base, [&](int64_t off, int64_t n, int64_t stride) {
+          const T* p = px + off;
+          double a1 = 0, a2 = 0;
+          if (stride == 1) {
+            for (int64_t i = 0; i < n; ++i) {
+              const double d = double(p[i]) - shift;
+              a1 += d;
+              a2 += d * d;
+            }
+          } else {
+            for (int64_t i = 0; i < n; ++i) {
+              const double d = double(p[i * stride]) - shift;
+              a1 += d;
+              a2 += d * d;
+            }
+          }
+          s1 += a1;
+          s2 += a2;
+        });
+        const double n = double(plan.count), m = s1 / n;
+        py[gi] = T(shift + m);
+        py[groups + gi] = T(std::max(0.0, s2 / n - m * m));
+      }
+    });
+  });
+  const double n = double(plan.count);
+  return detail::record("moments", y, {x}, [x, n, ks](const Tensor& g, const Tensor& out, Needs) {
+    // d mean/dx = 1/n, d var/dx = 2 (x - mean)/n: dx = x * a + b, a = 2 g_var/n,
+    // b = g_mean/n - a mean (one broadcast multiply-add over x).
+    auto part = [&ks](const Tensor& t, int64_t i) { return t.narrow(0, i, 1).reshape(ks); };
+    Tensor gm = part(g, 0), gv = part(g, 1), mean = part(out, 0);
+    Tensor a = gv * (2.0 / n);
+    return Grads{x * a + (gm * (1.0 / n) - a * mean)};
+  }, true);
+}
+
+Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s) {
+  if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype())
+    throw Error(fmt::format("mul_sum_to: expected two tensors of one shape and dtype, got {} and {}",
+                            a.defined() ? shape_str(a.shape()) : "undefined", b.defined() ? shape_str(b.shape()) : "undefined"));
+  // The dims sum_to reduces (leading dims, and dims where s has 1).
+  if (s.size() > size_t(a.dim()))
+    throw Error(fmt::format("mul_sum_to: cannot reduce shape {} to {}", shape_str(a.shape()), shape_str(s)));
+  const size_t lead = size_t(a.dim()) - s.size();
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < size_t(a.dim()); ++i) {
+    if (i >= lead && s[i - lead] == a.shape()[i]) continue;
+    if (i >= lead && s[i - lead] != 1)
+      throw Error(fmt::format("mul_sum_to: cannot reduce shape {} to {}", shape_str(a.shape()), shape_str(s)));
+    dims.push_back(int64_t(i));
+  }
+  const GroupPlan plan(a.shape(), dims);
+  Tensor y = detail::make_tensor(s, a.dtype());
+  dispatch(a.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* pa = typed<T>(a);
+    const T* pb = typed<T>(b);
+    T* py = typed<T>(y);
+    detail::parallel_for(plan.groups, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, plan.count)),
+                         [&](int64_t g0, int64_t g1) {
+      for (int64_t gi = g0; gi < g1; ++gi) {
+        double acc = 0;
+        plan.walk(plan.base(gi), [&](int64_t off, int64_t n, int64_t stride) {
+          const T *p = pa + off, *q = pb + off;
+          double part = 0;
+          if (stride == 1)
+            for (int64_t i = 0; i < n; ++i) part += double(p[i]) * double(q[i]);
+          else
+            for (int64_t i = 0; i < n; ++i) part += double(p[i * stride]) * double(q[i * stride]);
+          acc += part;
+        });
+        py[gi] = T(acc);
+      }
+    });
+  });
+  return detail::record("mul_sum_to", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
+    // Linear in each factor: the reduced gradient is broadcast back through the other one.
+    return Grads{n[0] ? g * b : Tensor(), n[1] ? g * a : Tensor()};
+  });
+}
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims) {
   check_dims(x, dims, "sum");

@@ -46,6 +46,12 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // where(c,
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims);   // expand(g, x.shape)
 Tensor amax(const Tensor& x, const std::vector<int64_t>& dims);  // g spread equally over the maxima
 Tensor argmax(const Tensor& x, int64_t dim);                     // int64, keepdim shape; no gradient
+/// [2, *keepdim shape]: the mean and the biased variance over dims, in one pass (shifted, in
+/// double). Normalisation layers need both; VJP: x * (2 g_var / n) + (g_mean / n - 2 g_var mean / n).
+Tensor moments(const Tensor& x, const std::vector<int64_t>& dims);
+/// sum_to(a * b, s) for a and b of one shape, in one pass without the product: the gradient of a
+/// broadcast factor of mul. VJP: g * b, g * a.
+Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s);
 
 // ---- movement (prim_movement.cpp) ----
 Tensor reshape(const Tensor& x, const Shape& s);             // reshape(g, x.shape); shares storage

@@ -1,7 +1,11 @@
 // Normalisation layers, composed from reductions and elementwise ops.
 #include <fmt/format.h>
 
+#include <tuple>
+#include <utility>
+
 #include "../autograd/autograd.hpp"
+#include "../autograd/primitives.hpp"
 #include "functional.hpp"
 
 namespace tg::nn::functional {
@@ -19,11 +23,10 @@ void check_channel_vector(const Tensor& t, int64_t c, const char* op, const char
     throw Error(fmt::format("{}: {} expects shape [{}], got {}", op, what, c, shape_str(t.shape())));
 }
 
-Tensor affine(const Tensor& y, const Tensor& w, const Tensor& b, const Shape& s) {
-  Tensor r = y;
-  if (w.defined()) r = r * w.reshape(s);
-  if (b.defined()) r = r + b.reshape(s);
-  return r;
+// The mean and the biased variance of x over dims (one pass, prim::moments), each of shape ks.
+std::pair<Tensor, Tensor> mean_var(const Tensor& x, const std::vector<int64_t>& dims, const Shape& ks) {
+  Tensor m = prim::moments(x, dims);
+  return {m.narrow(0, 0, 1).reshape(ks), m.narrow(0, 1, 1).reshape(ks)};
 }
 
 }  // namespace
@@ -54,11 +57,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (count <= 1)
     throw Error(fmt::format("batch_norm: expected more than 1 value per channel when training, got input {}",
                             shape_str(x.shape())));
-  Tensor mean = tg::mean(x, dims, true);
-  Tensor centered = x - mean;
-  Tensor var = tg::mean(centered * centered, dims, true);  // biased, for normalising
-  // Fold 1/sqrt(var + eps) and the weight into one per-channel scale, so the full-size tensor is
-  // touched by one multiply and one add (and their VJPs), not a divide and two more passes.
+  // Mean and biased variance in one pass (prim::moments), then everything per channel folds
+  // into one scale and one shift: the full-size tensor is read once for the statistics and once
+  // for x * scale + shift, and the backward pass is as short (see docs/design.md).
+  Tensor mean, var;
+  std::tie(mean, var) = mean_var(x, dims, cs);
   Tensor scale = 1.0 / tg::sqrt(var + eps);
   if (weight.defined()) scale = scale * weight.reshape(cs);
   if (running_mean.defined() && running_var.defined()) {
@@ -69,8 +72,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     rm.mul_(1.0 - momentum).add_(m, momentum);
     rv.mul_(1.0 - momentum).add_(v, momentum);
   }
-  Tensor y = centered * scale;
-  return bias.defined() ? y + bias.reshape(cs) : y;
+  Tensor shift = -mean * scale;
+  if (bias.defined()) shift = shift + bias.reshape(cs);
+  return x * scale + shift;
 }
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
@@ -83,10 +87,19 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
                             shape_str(x.shape()), groups));
   check_channel_vector(weight, c, op, "weight");
   check_channel_vector(bias, c, op, "bias");
-  Tensor g = x.reshape({x.size(0), groups, -1});
-  Tensor centered = g - tg::mean(g, {2}, true);
-  Tensor y = centered / tg::sqrt(tg::mean(centered * centered, {2}, true) + eps);
-  return affine(y.reshape(x.shape()), weight, bias, channel_shape(x));
+  // Statistics per (sample, group); the weight and bias per channel fold with them into one
+  // scale and shift per (sample, channel), so x is touched by one multiply and one add.
+  const int64_t n = x.size(0);
+  Tensor mean, var;
+  std::tie(mean, var) = mean_var(x.reshape({n, groups, -1}), {2}, {n, groups, 1});
+  Tensor rstd = 1.0 / tg::sqrt(var + eps);  // [N, G, 1]
+  Shape nc(size_t(x.dim()), 1);
+  nc[0] = n;
+  nc[1] = c;
+  Tensor scale = weight.defined() ? rstd * weight.reshape({1, groups, c / groups}) : rstd.expand({n, groups, c / groups});
+  Tensor shift = -mean * scale;
+  if (bias.defined()) shift = shift + bias.reshape({1, groups, c / groups});
+  return x * scale.reshape(nc) + shift.reshape(nc);
 }
 
 Tensor instance_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
@@ -110,8 +123,12 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                               shape_str(t->shape())));
   std::vector<int64_t> dims;
   for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
-  Tensor centered = x - tg::mean(x, dims, true);
-  Tensor y = centered / tg::sqrt(tg::mean(centered * centered, dims, true) + eps);
+  Shape ks = x.shape();
+  for (int64_t d : dims) ks[size_t(d)] = 1;
+  Tensor mean, var;
+  std::tie(mean, var) = mean_var(x, dims, ks);
+  Tensor rstd = 1.0 / tg::sqrt(var + eps);
+  Tensor y = x * rstd - mean * rstd;
   if (weight.defined()) y = y * weight;
   if (bias.defined()) y = y + bias;
   return y;

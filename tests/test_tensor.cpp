@@ -679,3 +679,13 @@ TEST_CASE("in-place ops work on the const handle grad() returns, as API.md write
   w.grad().zero_();
   CHECK(w.grad().to_vector<double>() == std::vector<double>{0, 0});
 }
+
+TEST_CASE("var in float32 does not cancel when the mean dwarfs the spread (prim::moments)") {
+  // Values near 1e4 with a spread of 0.1: a naive E[x^2] - E[x]^2 in float32 loses every digit.
+  tg::manual_seed(3);
+  Tensor x = tg::randn({4096}) * 0.1 + 1e4;
+  const double v32 = tg::var(x, {0}).item<double>();
+  const double v64 = tg::var(x.to(tg::kFloat64), {0}).item<double>();
+  CHECK(v32 == doctest::Approx(v64).epsilon(1e-4));
+  CHECK(v64 == doctest::Approx(0.01).epsilon(0.1));
+}
