@@ -278,6 +278,56 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   });
 }
 
+// x * a + b in one pass; x has the output's shape, a and b share one shape broadcast against it
+// (a per-channel scale and shift): a normalisation's forward and moments' VJP.
+Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
+  check_pair(x, a, "fma");
+  check_pair(x, b, "fma");
+  if (a.shape() != b.shape() || detail::broadcast_shapes(x.shape(), a.shape(), "fma") != x.shape())
+    throw Error(fmt::format("fma: expected a scale and a shift of one shape that broadcasts to {}, got {} and {}",
+                            shape_str(x.shape()), shape_str(a.shape()), shape_str(b.shape())));
+  // x as rows over which a and b are constant: the trailing dims where a has size 1.
+  const size_t nd = x.shape().size(), lead = nd - a.shape().size();
+  int64_t inner = 1;
+  size_t d = nd;
+  while (d > lead && a.shape()[d - 1 - lead] == 1) inner *= x.shape()[--d];
+  if (d == lead)
+    while (d > 0) inner *= x.shape()[--d];
+  if (inner < 4) return prim::add(prim::mul(x, a), b);  // a varies along x's rows: two passes
+  const Shape rows_shape(x.shape().begin(), x.shape().begin() + int64_t(d));
+  const int64_t rows = shape_numel(rows_shape);
+  // Row r of x reads element amap[r] of a and b.
+  std::vector<int64_t> amap(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, ai = 0, mult = 1;
+    for (size_t i = rows_shape.size(); i-- > lead;) {
+      const int64_t size = a.shape()[i - lead], c = rem % rows_shape[i];
+      rem /= rows_shape[i];
+      if (size != 1) ai += c * mult;
+      mult *= size;
+    }
+    amap[size_t(r)] = ai;
+  }
+  Tensor y = detail::make_tensor(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T *px = typed<T>(x), *pa = typed<T>(a), *pb = typed<T>(b);
+    T* py = typed<T>(y);
+    detail::parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T s = pa[amap[size_t(r)]], t = pb[amap[size_t(r)]];
+        const T* xr = px + r * inner;
+        T* yr = py + r * inner;
+        for (int64_t i = 0; i < inner; ++i) yr[i] = xr[i] * s + t;
+      }
+    });
+  });
+  return detail::record("fma", y, {x, a, b}, [x, a, sb = b.shape()](const Tensor& g, const Tensor&, Needs n) {
+    return Grads{n[0] ? g * a : Tensor(), n[1] ? prim::mul_sum_to(g, x, a.shape()) : Tensor(),
+                 n[2] ? reduce_to(g, sb) : Tensor()};
+  });
+}
+
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "div", [](auto u, auto v) { return u / v; });
   return detail::record("div", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {

@@ -164,22 +164,32 @@ Tensor moments(const Tensor& x, const std::vector<int64_t>& dims) {
         double s1 = 0, s2 = 0;
         plan.walk(base, [&](int64_t off, int64_t n, int64_t stride) {
           const T* p = px + off;
-          double a1 = 0, a2 = 0;
           if (stride == 1) {
-            for (int64_t i = 0; i < n; ++i) {
+            // Eight independent lanes, so the loop vectorises (a single accumulator is a chain).
+            double a1[8] = {}, a2[8] = {};
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8)
+              for (int j = 0; j < 8; ++j) {
+                const double d = double(p[i + j]) - shift;
+                a1[j] += d;
+                a2[j] += d * d;
+              }
+            for (; i < n; ++i) {
               const double d = double(p[i]) - shift;
-              a1 += d;
-              a2 += d * d;
+              a1[0] += d;
+              a2[0] += d * d;
+            }
+            for (int j = 0; j < 8; ++j) {
+              s1 += a1[j];
+              s2 += a2[j];
             }
           } else {
             for (int64_t i = 0; i < n; ++i) {
               const double d = double(p[i * stride]) - shift;
-              a1 += d;
-              a2 += d * d;
+              s1 += d;
+              s2 += d * d;
             }
           }
-          s1 += a1;
-          s2 += a2;
         });
         const double n = double(plan.count), m = s1 / n;
         py[gi] = T(shift + m);
@@ -194,7 +204,7 @@ Tensor moments(const Tensor& x, const std::vector<int64_t>& dims) {
     auto part = [&ks](const Tensor& t, int64_t i) { return t.narrow(0, i, 1).reshape(ks); };
     Tensor gm = part(g, 0), gv = part(g, 1), mean = part(out, 0);
     Tensor a = gv * (2.0 / n);
-    return Grads{x * a + (gm * (1.0 / n) - a * mean)};
+    return Grads{prim::fma(x, a, gm * (1.0 / n) - a * mean)};
   }, true);
 }
 
@@ -226,12 +236,16 @@ Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s) {
         double acc = 0;
         plan.walk(plan.base(gi), [&](int64_t off, int64_t n, int64_t stride) {
           const T *p = pa + off, *q = pb + off;
-          double part = 0;
-          if (stride == 1)
-            for (int64_t i = 0; i < n; ++i) part += double(p[i]) * double(q[i]);
-          else
-            for (int64_t i = 0; i < n; ++i) part += double(p[i * stride]) * double(q[i * stride]);
-          acc += part;
+          if (stride == 1) {
+            double part[8] = {};  // independent lanes: the loop vectorises
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8)
+              for (int j = 0; j < 8; ++j) part[j] += double(p[i + j]) * double(q[i + j]);
+            for (; i < n; ++i) part[0] += double(p[i]) * double(q[i]);
+            for (int j = 0; j < 8; ++j) acc += part[j];
+          } else {
+            for (int64_t i = 0; i < n; ++i) acc += double(p[i * stride]) * double(q[i * stride]);
+          }
         });
         py[gi] = T(acc);
       }

@@ -36,6 +36,9 @@ Tensor div(const Tensor& a, const Tensor& b);      // g / b, -g a / b^2
 Tensor pow(const Tensor& a, const Tensor& b);      // g b a^(b-1), g out log(a)
 Tensor maximum(const Tensor& a, const Tensor& b);  // g [a > b] + g/2 [a == b], and the mirror
 Tensor minimum(const Tensor& a, const Tensor& b);
+/// x * a + b in one pass, a and b of one shape broadcast against x (a per-channel scale and
+/// shift): g a, mul_sum_to(g, x), sum_to(g).
+Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b);
 
 // ---- comparisons and selection (no gradient to comparisons or to the condition) ----
 enum class Cmp { Eq, Ne, Lt, Le, Gt, Ge };

@@ -51,7 +51,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     Tensor scale = weight.defined() ? inv * weight : inv;
     Tensor shift = -running_mean.to(x.dtype()) * scale;
     if (bias.defined()) shift = shift + bias;
-    return x * scale.reshape(cs) + shift.reshape(cs);
+    return prim::fma(x, scale.reshape(cs), shift.reshape(cs));
   }
   const int64_t count = x.numel() / c;
   if (count <= 1)
@@ -74,7 +74,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   }
   Tensor shift = -mean * scale;
   if (bias.defined()) shift = shift + bias.reshape(cs);
-  return x * scale + shift;
+  return prim::fma(x, scale, shift);
 }
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
@@ -99,7 +99,7 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
   Tensor scale = weight.defined() ? rstd * weight.reshape({1, groups, c / groups}) : rstd.expand({n, groups, c / groups});
   Tensor shift = -mean * scale;
   if (bias.defined()) shift = shift + bias.reshape({1, groups, c / groups});
-  return x * scale.reshape(nc) + shift.reshape(nc);
+  return prim::fma(x, scale.reshape(nc), shift.reshape(nc));
 }
 
 Tensor instance_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
@@ -128,7 +128,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor mean, var;
   std::tie(mean, var) = mean_var(x, dims, ks);
   Tensor rstd = 1.0 / tg::sqrt(var + eps);
-  Tensor y = x * rstd - mean * rstd;
+  Tensor y = prim::fma(x, rstd, -mean * rstd);
   if (weight.defined()) y = y * weight;
   if (bias.defined()) y = y + bias;
   return y;
