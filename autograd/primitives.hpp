@@ -81,9 +81,21 @@ Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool trans_a, bool trans_
 // ---- windows (prim_window.cpp): im2col and its adjoint col2im ----
 Tensor unfold(const Tensor& x, const WindowOptions& o);                          // fold(g)
 Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o);  // unfold(g)
+
 /// For each window (out_size windows per spatial dim, starting at -padding; ceil_mode's extra
 /// windows allowed), the flat index into x's spatial plane of its maximum: int64 [N, C, L], no
 /// gradient. max pooling is this + gather, so its backward is one scatter into x's shape.
 Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size);
+
+// ---- convolution (prim_conv.cpp): unfold + matmul fused per sample; each is another's VJP ----
+/// x [N, C, *in], w [O, C/groups, *kernel] -> [N, O, *out]: y[n] = W @ unfold(x[n]) per group
+/// (o: stride, padding, dilation; kernel from w). conv_input_grad(g, w), conv_weight_grad(g, x).
+Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t groups);
+/// The adjoint of conv in x: fold(W^T @ g[n]). conv(gg, w), conv_weight_grad(g, gg).
+Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, const WindowOptions& o,
+                       int64_t groups);
+/// The adjoint of conv in W: sum_n g[n] @ unfold(x[n])^T. conv(x, gg), conv_input_grad(g, gg).
+Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, const WindowOptions& o,
+                        int64_t groups);
 
 }  // namespace tg::prim

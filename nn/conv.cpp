@@ -37,13 +37,13 @@ const char* layout_name(int64_t nsp, bool input) {
 }
 
 // Convolution over nsp spatial dims: the kernel bank [O, C/g * K] times the unfolded input
-// [N, C/g * K, L] per group (one shared-operand GEMM per sample), then reshape to [N, O, *out].
+// [C/g * K, L] of each sample, per group (prim::conv).
 Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOptions& o, int64_t nsp, const char* op) {
   check_rank(x, nsp + 2, op, "input", layout_name(nsp, true));
   check_rank(w, nsp + 2, op, "weight", layout_name(nsp, false));
   const int64_t g = o.groups();
   if (g < 1) throw Error(fmt::format("{}: groups must be positive, got {}", op, g));
-  const int64_t n = x.size(0), c = x.size(1), out_c = w.size(0);
+  const int64_t c = x.size(1), out_c = w.size(0);
   if (out_c % g != 0)
     throw Error(fmt::format("{}: out channels {} (weight {}) not divisible by groups {}", op, out_c,
                             shape_str(w.shape()), g));
@@ -56,27 +56,10 @@ Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOpti
                           .stride(per_dim(o.stride(), nsp, op, "stride"))
                           .padding(per_dim(o.padding(), nsp, op, "padding"))
                           .dilation(per_dim(o.dilation(), nsp, op, "dilation"));
-  Tensor cols = tg::unfold(x, win);  // [N, C * K, L]
-  const int64_t ck = cols.size(1) / g;
-  Tensor wm = w.reshape({out_c, w.numel() / out_c});
-  Tensor y;
-  if (g == 1) {
-    y = prim::matmul(wm, cols, false, false);  // [N, O, L]
-  } else {
-    std::vector<Tensor> parts;
-    const int64_t og = out_c / g;
-    for (int64_t i = 0; i < g; ++i)
-      parts.push_back(prim::matmul(tg::narrow(wm, 0, i * og, og), tg::narrow(cols, 1, i * ck, ck), false, false));
-    y = tg::cat(parts, 1);
-  }
-  // Output spatial size from the unfold geometry.
-  Shape out_shape{n, out_c};
-  for (int64_t d = 0; d < nsp; ++d) {
-    const int64_t in = x.size(2 + d), k = kernel[size_t(d)];
-    const int64_t s = win.stride()[size_t(d)], p = win.padding()[size_t(d)], dl = win.dilation()[size_t(d)];
-    out_shape.push_back((in + 2 * p - dl * (k - 1) - 1) / s + 1);
-  }
-  return add_channel_bias(y.reshape(out_shape), b, op);
+  // unfold + matmul per group, fused per sample (prim::conv): the unfolded batch is never built
+  // and the tape keeps x and w.
+  Tensor y = prim::conv(x, w, win, g);
+  return add_channel_bias(y, b, op);
 }
 
 // Transposed convolution: the adjoint of conv_nd. Each input pixel scatters a kernel-sized
@@ -109,6 +92,20 @@ Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, cons
       throw Error(fmt::format("{}: the output size {} is not positive (input {})", op, shape_str(out_size),
                               shape_str(x.shape())));
   }
+  const WindowOptions win = WindowOptions(kernel).stride(stride).padding(padding).dilation(dilation);
+  // The adjoint of the convolution that maps the output back to x's size: conv_input_grad, one
+  // fused pass per sample. (An output_padding of stride or more, allowed when the dilation is
+  // larger, gives an output that convolution would not map back to x's size: then W^T x + fold.)
+  bool adjoint = true;
+  for (int64_t d = 0; d < nsp; ++d) {
+    const size_t i = size_t(d);
+    adjoint = adjoint && (out_size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) / stride[i] + 1 == x.size(2 + d);
+  }
+  if (adjoint) {
+    Shape full{n, og * g};
+    full.insert(full.end(), out_size.begin(), out_size.end());
+    return add_channel_bias(prim::conv_input_grad(x, w, full, win, g), b, op);
+  }
   const int64_t kn = shape_numel(Shape(kernel.begin(), kernel.end()));
   Tensor xf = x.reshape({n, c, l});
   Tensor wm = w.reshape({c, og * kn});  // [C, O/g * K]
@@ -122,7 +119,7 @@ Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, cons
       parts.push_back(prim::matmul(tg::narrow(wm, 0, i * cg, cg), tg::narrow(xf, 1, i * cg, cg), true, false));
     cols = tg::cat(parts, 1);
   }
-  Tensor y = tg::fold(cols, out_size, WindowOptions(kernel).stride(stride).padding(padding).dilation(dilation));
+  Tensor y = tg::fold(cols, out_size, win);
   return add_channel_bias(y, b, op);
 }
 

@@ -1,0 +1,215 @@
+// Convolution as three primitives that are each other's VJPs:
+//
+//   conv(x, w)                    y[n] = W  @ unfold(x[n])          (per group)
+//   conv_input_grad(g, w)         dx[n] = fold(W^T @ g[n])          the adjoint of conv in x
+//   conv_weight_grad(g, x)        dW = sum_n g[n] @ unfold(x[n])^T  the adjoint of conv in W
+//
+// It is still unfold + matmul, the same arithmetic, but fused per sample: each thread unfolds one
+// sample into a scratch buffer that stays in cache and runs the GEMM on it at once. The unfolded
+// input ([N, C*K, L], K = kernel size, L = output positions; 9x the input for a 3x3 kernel) is
+// never materialised for the batch, and the tape keeps x and W instead of it, so a conv layer's
+// saved state is its input, as in PyTorch. See docs/design.md ("Convolution").
+#include <fmt/format.h>
+
+#include <cblas.h>
+
+#include "autograd.hpp"
+#include "node.hpp"
+#include "parallel.hpp"
+#include "primitives.hpp"
+#include "window.hpp"
+
+namespace tg::prim {
+namespace {
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+          float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
+          int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// Shapes of one convolution: x [N, C, *in], w [O, C/groups, *k], y [N, O, *out].
+struct Conv {
+  window::Geometry g;  // n, c = N, C; in/out/k/s/p/d of the window
+  int64_t o = 0, groups = 1, cg = 0, og = 0;
+  int64_t ck() const { return cg * g.kernel_numel(); }  // rows of one group's unfolded sample
+  int64_t cols() const { return g.c * g.kernel_numel() * g.positions(); }  // one sample unfolded
+  // A 1x1 kernel, stride 1, no padding: the unfolded sample is the sample itself.
+  bool identity() const {
+    return g.kernel_numel() == 1 && g.s == std::array<int64_t, 3>{1, 1, 1} && g.p == std::array<int64_t, 3>{0, 0, 0};
+  }
+  Shape out_shape(int64_t nsp) const {
+    Shape s{g.n, o};
+    for (int64_t i = 3 - nsp; i < 3; ++i) s.push_back(g.out[size_t(i)]);
+    return s;
+  }
+};
+
+Conv plan(const Shape& xs, const Shape& ws, const WindowOptions& o, int64_t groups, const char* op) {
+  if (xs.size() < 3 || xs.size() > 5 || ws.size() != xs.size())
+    throw Error(fmt::format("{}: expected input [N, C, *spatial] and weight [O, C/groups, *kernel] with 1 to 3 "
+                            "spatial dims, got {} and {}",
+                            op, shape_str(xs), shape_str(ws)));
+  if (groups < 1 || xs[1] % groups != 0 || ws[0] % groups != 0 || ws[1] * groups != xs[1])
+    throw Error(fmt::format("{}: input {} and weight {} do not match groups {}", op, shape_str(xs), shape_str(ws),
+                            groups));
+  Shape spatial(xs.begin() + 2, xs.end());
+  std::vector<int64_t> kernel(ws.begin() + 2, ws.end());
+  WindowOptions win = WindowOptions(kernel).stride(o.stride()).padding(o.padding()).dilation(o.dilation());
+  Conv c;
+  c.g = window::geometry(xs[0], xs[1], spatial, win, op, xs);
+  c.o = ws[0];
+  c.groups = groups;
+  c.cg = xs[1] / groups;
+  c.og = ws[0] / groups;
+  return c;
+}
+
+void check_floating(const Tensor& t, const char* op, const char* what) {
+  if (!t.defined()) throw Error(fmt::format("{}: {} is undefined", op, what));
+  if (!is_floating(t.dtype()))
+    throw Error(fmt::format("{}: expected a float32 or float64 {}, got int64 {}", op, what, shape_str(t.shape())));
+}
+
+// Samples split between threads; each thread gets one scratch buffer for an unfolded sample
+// (from the caching allocator, so steady-state training does not page-fault).
+template <typename T, typename F>
+void per_sample(const Conv& c, bool need_scratch, Dtype dtype, F f) {
+  detail::parallel_for(c.g.n, 1, [&](int64_t n0, int64_t n1) {
+    Tensor scratch;
+    if (need_scratch) scratch = detail::make_tensor({c.cols()}, dtype);
+    T* s = need_scratch ? typed<T>(scratch) : nullptr;
+    for (int64_t n = n0; n < n1; ++n) f(n, s);
+  });
+}
+
+}  // namespace
+
+Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t groups) {
+  check_floating(x, "conv", "input");
+  check_floating(w, "conv", "weight");
+  if (x.dtype() != w.dtype())
+    throw Error(fmt::format("conv: input and weight dtypes differ ({} and {})", dtype_name(x.dtype()),
+                            dtype_name(w.dtype())));
+  detail::ensure_blas_core();
+  const Conv c = plan(x.shape(), w.shape(), o, groups, "conv");
+  const int64_t nsp = x.dim() - 2, L = c.g.positions(), plane = c.g.plane();
+  Tensor y = detail::make_tensor(c.out_shape(nsp), x.dtype());
+  dispatch_floating(x.dtype(), "conv", [&](auto z) {
+    using T = decltype(z);
+    const T* px = typed<T>(x);
+    const T* pw = typed<T>(w);
+    T* py = typed<T>(y);
+    per_sample<T>(c, !c.identity(), x.dtype(), [&](int64_t n, T* scratch) {
+      const T* xn = px + n * c.g.c * plane;
+      const T* cols = xn;
+      if (scratch) {
+        window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), scratch, 0, c.g.c);
+        cols = scratch;
+      }
+      for (int64_t gi = 0; gi < c.groups; ++gi)
+        gemm(false, false, c.og, L, c.ck(), pw + gi * c.og * c.ck(), c.ck(), cols + gi * c.ck() * L, L, T(0),
+             py + (n * c.o + gi * c.og) * L, L);
+    });
+  });
+  return detail::record("conv", y, {x, w}, [x, w, o, groups](const Tensor& g, const Tensor&, Needs need) {
+    return Grads{need[0] ? prim::conv_input_grad(g, w, x.shape(), o, groups) : Tensor(),
+                 need[1] ? prim::conv_weight_grad(g, x, w.shape(), o, groups) : Tensor()};
+  });
+}
+
+Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, const WindowOptions& o,
+                       int64_t groups) {
+  check_floating(g, "conv_input_grad", "gradient");
+  check_floating(w, "conv_input_grad", "weight");
+  detail::ensure_blas_core();
+  const Conv c = plan(x_shape, w.shape(), o, groups, "conv_input_grad");
+  const int64_t nsp = int64_t(x_shape.size()) - 2, L = c.g.positions(), plane = c.g.plane();
+  if (g.shape() != c.out_shape(nsp) || g.dtype() != w.dtype())
+    throw Error(fmt::format("conv_input_grad: expected a gradient {} of the weight's dtype, got {} {}",
+                            shape_str(c.out_shape(nsp)), dtype_name(g.dtype()), shape_str(g.shape())));
+  Tensor dx = detail::make_tensor(x_shape, g.dtype());
+  dispatch_floating(g.dtype(), "conv", [&](auto z) {
+    using T = decltype(z);
+    const T* pg = typed<T>(g);
+    const T* pw = typed<T>(w);
+    T* pdx = typed<T>(dx);
+    const bool identity = c.identity();
+    per_sample<T>(c, !identity, g.dtype(), [&](int64_t n, T* scratch) {
+      T* dxn = pdx + n * c.g.c * plane;
+      T* cols = identity ? dxn : scratch;  // W^T g[n], [C*K, L]
+      for (int64_t gi = 0; gi < c.groups; ++gi)
+        gemm(true, false, c.ck(), L, c.og, pw + gi * c.og * c.ck(), c.ck(), pg + (n * c.o + gi * c.og) * L, L, T(0),
+             cols + gi * c.ck() * L, L);
+      if (!identity) {
+        std::fill(dxn, dxn + c.g.c * plane, T(0));
+        window::im2col_planes<T, true>(c.g, dxn, scratch, 0, c.g.c);
+      }
+    });
+  });
+  // Linear in g (the adjoint of conv in x) and in w.
+  return detail::record("conv_input_grad", dx, {g, w}, [g, w, o, groups](const Tensor& gg, const Tensor&, Needs need) {
+    return Grads{need[0] ? prim::conv(gg, w, o, groups) : Tensor(),
+                 need[1] ? prim::conv_weight_grad(g, gg, w.shape(), o, groups) : Tensor()};
+  });
+}
+
+Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, const WindowOptions& o,
+                        int64_t groups) {
+  check_floating(g, "conv_weight_grad", "gradient");
+  check_floating(x, "conv_weight_grad", "input");
+  detail::ensure_blas_core();
+  const Conv c = plan(x.shape(), w_shape, o, groups, "conv_weight_grad");
+  const int64_t nsp = x.dim() - 2, L = c.g.positions(), plane = c.g.plane();
+  if (g.shape() != c.out_shape(nsp) || g.dtype() != x.dtype())
+    throw Error(fmt::format("conv_weight_grad: expected a gradient {} of the input's dtype, got {} {}",
+                            shape_str(c.out_shape(nsp)), dtype_name(g.dtype()), shape_str(g.shape())));
+  Tensor dw = zeros(w_shape, g.dtype());
+  dispatch_floating(g.dtype(), "conv", [&](auto z) {
+    using T = decltype(z);
+    const T* pg = typed<T>(g);
+    const T* px = typed<T>(x);
+    T* pdw = typed<T>(dw);
+    const int64_t wn = dw.numel();
+    // Each thread accumulates its share of the batch into its own buffer (the first into dw);
+    // the buffers are added in a fixed order, so the result does not depend on timing.
+    const int64_t chunks = std::min<int64_t>(detail::pool_threads(), c.g.n);
+    std::vector<Tensor> partial;
+    for (int64_t i = 1; i < chunks; ++i) partial.push_back(zeros(w_shape, g.dtype()));
+    const bool identity = c.identity();
+    detail::parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+      Tensor scratch;
+      if (!identity) scratch = detail::make_tensor({c.cols()}, g.dtype());
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        T* out = ch == 0 ? pdw : typed<T>(partial[size_t(ch - 1)]);
+        for (int64_t n = c.g.n * ch / chunks; n < c.g.n * (ch + 1) / chunks; ++n) {
+          const T* xn = px + n * c.g.c * plane;
+          const T* cols = xn;
+          if (!identity) {
+            window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), typed<T>(scratch), 0, c.g.c);
+            cols = typed<T>(scratch);
+          }
+          for (int64_t gi = 0; gi < c.groups; ++gi)
+            gemm(false, true, c.og, c.ck(), L, pg + (n * c.o + gi * c.og) * L, L, cols + gi * c.ck() * L, L, T(1),
+                 out + gi * c.og * c.ck(), c.ck());
+        }
+      }
+    });
+    for (const Tensor& t : partial) {
+      const T* q = typed<T>(t);
+      for (int64_t j = 0; j < wn; ++j) pdw[j] += q[j];
+    }
+  });
+  // Bilinear in (g, x): each factor's gradient is a convolution with the other.
+  return detail::record("conv_weight_grad", dw, {g, x}, [g, x, o, groups](const Tensor& gg, const Tensor&, Needs need) {
+    return Grads{need[0] ? prim::conv(x, gg, o, groups) : Tensor(),
+                 need[1] ? prim::conv_input_grad(g, gg, x.shape(), o, groups) : Tensor()};
+  });
+}
+
+}  // namespace tg::prim

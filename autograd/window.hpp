@@ -1,0 +1,75 @@
+#pragma once
+// Internal: the geometry of an n-d window op and the im2col / col2im loop, shared by unfold/fold,
+// window_argmax and the convolution primitives.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace tg::prim::window {
+
+// The geometry of one window op, padded to 3 spatial dims (leading dims of size 1).
+struct Geometry {
+  int64_t n = 0, c = 0;
+  std::array<int64_t, 3> in{1, 1, 1}, out{1, 1, 1}, k{1, 1, 1}, s{1, 1, 1}, p{0, 0, 0}, d{1, 1, 1};
+  int64_t kernel_numel() const { return k[0] * k[1] * k[2]; }
+  int64_t positions() const { return out[0] * out[1] * out[2]; }
+  int64_t plane() const { return in[0] * in[1] * in[2]; }
+};
+
+/// Validates the options against the spatial size (`shape` is the op's input, named in errors).
+Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOptions& o, const char* op,
+                  const Shape& shape);
+
+/// im2col (kFold false: col[(nc * K + k) * L + l] = img window value, 0 in the padding) or its
+/// adjoint col2im (kFold true: img += col) for planes nc in [nc0, nc1), on the calling thread.
+/// img and col point at plane 0; the innermost loop runs over output columns with the
+/// in-bounds range computed once.
+template <typename T, bool kFold>
+void im2col_planes(const Geometry& g, T* img, T* col, int64_t nc0, int64_t nc1) {
+  const int64_t K = g.kernel_numel(), L = g.positions();
+  const int64_t in_numel = g.plane();
+  for (int64_t nc = nc0; nc < nc1; ++nc) {
+    T* im = img + nc * in_numel;
+    for (int64_t kd = 0; kd < g.k[0]; ++kd)
+      for (int64_t kh = 0; kh < g.k[1]; ++kh)
+        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+          const int64_t kidx = (kd * g.k[1] + kh) * g.k[2] + kw;
+          T* row = col + (nc * K + kidx) * L;
+          // Output columns ow whose input column iw = ow*s - p + kw*d lies in [0, in).
+          const int64_t shift = kw * g.d[2] - g.p[2];
+          int64_t lo = shift >= 0 ? 0 : (-shift + g.s[2] - 1) / g.s[2];
+          int64_t hi = g.in[2] - shift <= 0 ? 0 : (g.in[2] - shift - 1) / g.s[2] + 1;
+          hi = std::min(hi, g.out[2]);
+          lo = std::min(lo, hi);
+          for (int64_t od = 0; od < g.out[0]; ++od) {
+            const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
+            for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+              const int64_t ih = oh * g.s[1] - g.p[1] + kh * g.d[1];
+              T* r = row + (od * g.out[1] + oh) * g.out[2];
+              const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+              if (!inside) {
+                if (!kFold) std::fill(r, r + g.out[2], T(0));
+                continue;
+              }
+              T* src = im + (id * g.in[1] + ih) * g.in[2] + shift;
+              const int64_t st = g.s[2];
+              if (kFold) {
+                for (int64_t ow = lo; ow < hi; ++ow) src[ow * st] += r[ow];
+              } else {
+                std::fill(r, r + lo, T(0));
+                if (st == 1)
+                  std::copy(src + lo, src + hi, r + lo);
+                else
+                  for (int64_t ow = lo; ow < hi; ++ow) r[ow] = src[ow * st];
+                std::fill(r + hi, r + g.out[2], T(0));
+              }
+            }
+          }
+        }
+  }
+}
+
+}  // namespace tg::prim::window
