@@ -154,6 +154,61 @@ void row_max(const T* __restrict src, int64_t stride, int64_t lo, int64_t hi, in
   }
 }
 
+// Running maximum with its index along one axis of a plane taken as one flat array: for f in
+// [0, n), the candidate at f + off (value src[f + off], index src_i[f + off], or f + off itself
+// when src_i is null) replaces (bv[f], bi[f]) when larger or NaN. One long loop that vectorises.
+template <typename T, typename I>
+void flat_max(const T* __restrict src, const I* __restrict src_i, int64_t off, int64_t n, T* __restrict bv,
+              I* __restrict bi) {
+  if (src_i) {
+    for (int64_t f = 0; f < n; ++f) {
+      const T v = src[f + off];
+      const bool take = (v > bv[f]) | (v != v);
+      bv[f] = take ? v : bv[f];
+      bi[f] = take ? src_i[f + off] : bi[f];
+    }
+  } else {
+    for (int64_t f = 0; f < n; ++f) {
+      const T v = src[f + off];
+      const bool take = (v > bv[f]) | (v != v);
+      bv[f] = take ? v : bv[f];
+      bi[f] = take ? I(f + off) : bi[f];
+    }
+  }
+}
+
+// window_argmax of one plane when there is no padding and every window lies inside: the window
+// maximum is separable (along w, then h, then d, each over the whole plane as a flat array, so
+// the loops are long whatever the row length), and window (i0, i1, i2) reads the entry at its
+// first element. Row-major order within a window is kept: the first maximum along w, then the
+// earlier row on ties, and a later NaN wins, as PyTorch.
+template <typename T, typename I>
+void plane_argmax_separable(const Geometry& g, const T* im, T* av, I* ai, T* bv, I* bi, int64_t* out) {
+  const int64_t h = g.in[1], w = g.in[2];
+  int64_t n = g.plane() - (g.k[2] - 1) * g.d[2];
+  std::copy(im, im + n, av);
+  for (int64_t f = 0; f < n; ++f) ai[f] = I(f);
+  for (int64_t k = 1; k < g.k[2]; ++k) flat_max<T, I>(im, nullptr, k * g.d[2], n, av, ai);
+  // Along h, then d: (av, ai) -> (bv, bi) -> (av, ai).
+  const int64_t step[2] = {g.d[1] * w, g.d[0] * h * w}, kk[2] = {g.k[1], g.k[0]};
+  T *sv = av, *dv = bv;
+  I *si = ai, *di = bi;
+  for (int a = 0; a < 2; ++a) {
+    if (kk[a] == 1) continue;
+    n -= (kk[a] - 1) * step[a];
+    std::copy(sv, sv + n, dv);
+    std::copy(si, si + n, di);
+    for (int64_t j = 1; j < kk[a]; ++j) flat_max<T, I>(sv, si, j * step[a], n, dv, di);
+    std::swap(sv, dv);
+    std::swap(si, di);
+  }
+  for (int64_t i0 = 0; i0 < g.out[0]; ++i0)
+    for (int64_t i1 = 0; i1 < g.out[1]; ++i1) {
+      const I* row = si + (i0 * g.s[0] * h + i1 * g.s[1]) * w;
+      for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *out++ = row[i2 * g.s[2]];
+    }
+}
+
 }  // namespace
 
 Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size) {
@@ -189,6 +244,20 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
     using T = decltype(z);
     const T* px = typed<T>(x);
     int64_t* py = typed<int64_t>(y);
+    bool separable = plane <= std::numeric_limits<int32_t>::max();
+    for (size_t i = 0; i < 3; ++i)
+      separable = separable && g.p[i] == 0 && (g.out[i] - 1) * g.s[i] + (g.k[i] - 1) * g.d[i] < g.in[i];
+    if (separable) {
+      detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, plane * 2)),
+                           [&](int64_t p0, int64_t p1) {
+        std::vector<T> av(static_cast<size_t>(plane)), bv(static_cast<size_t>(plane));
+        std::vector<int32_t> ai(static_cast<size_t>(plane)), bi(static_cast<size_t>(plane));
+        for (int64_t nc = p0; nc < p1; ++nc)
+          plane_argmax_separable<T, int32_t>(g, px + nc * plane, av.data(), ai.data(), bv.data(), bi.data(),
+                                             py + nc * L);
+      });
+      return;
+    }
     auto run = [&](auto index_type) {
       using I = decltype(index_type);
       detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, L * g.kernel_numel())),
