@@ -23,6 +23,51 @@ struct Geometry {
 Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOptions& o, const char* op,
                   const Shape& shape);
 
+/// unfold when output rows have the input's width and consecutive output rows read consecutive
+/// input rows (stride 1 along h and w, "same" width: 2 p = d (k - 1)): for each kernel offset,
+/// the in-range output rows are one contiguous copy of the plane shifted by the offset; the
+/// columns that wrapped in from a neighbouring row are then zeroed (one or two per row), and
+/// rows outside the input filled with zeros. A few long copies instead of one short copy per row.
+template <typename T>
+void unfold_rows_flat(const Geometry& g, const T* img, T* col, int64_t nc0, int64_t nc1) {
+  const int64_t K = g.kernel_numel(), L = g.positions(), w = g.in[2], h = g.in[1], oh_n = g.out[1];
+  const int64_t in_numel = g.plane();
+  for (int64_t nc = nc0; nc < nc1; ++nc) {
+    const T* im = img + nc * in_numel;
+    for (int64_t kd = 0; kd < g.k[0]; ++kd)
+      for (int64_t kh = 0; kh < g.k[1]; ++kh)
+        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+          T* row = col + (nc * K + (kd * g.k[1] + kh) * g.k[2] + kw) * L;
+          const int64_t shift = kw * g.d[2] - g.p[2];             // input column = output column + shift
+          const int64_t lo = std::min(w, std::max<int64_t>(0, -shift));  // output columns [lo, hi) in range
+          const int64_t hi = std::max(lo, std::min(w, w - shift));
+          const int64_t row_shift = kh * g.d[1] - g.p[1];          // input row = output row + row_shift
+          const int64_t r0 = std::min(oh_n, std::max<int64_t>(0, -row_shift));
+          const int64_t r1 = std::max(r0, std::min(oh_n, h - row_shift));
+          for (int64_t od = 0; od < g.out[0]; ++od) {
+            T* r = row + od * oh_n * w;
+            const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
+            if (id < 0 || id >= g.in[0] || r0 == r1) {
+              std::fill(r, r + oh_n * w, T(0));
+              continue;
+            }
+            std::fill(r, r + r0 * w, T(0));
+            std::fill(r + r1 * w, r + oh_n * w, T(0));
+            // Output elements [r0 * w + lo, (r1 - 1) * w + hi) map to input elements at a fixed
+            // offset, all inside this plane.
+            const T* src = im + (id * h + row_shift) * w + shift;
+            const int64_t f0 = r0 * w + lo, f1 = (r1 - 1) * w + hi;
+            std::copy(src + f0, src + f1, r + f0);
+            for (int64_t oh = r0; oh < r1; ++oh) {
+              T* ro = r + oh * w;
+              for (int64_t c = 0; c < lo; ++c) ro[c] = T(0);
+              for (int64_t c = hi; c < w; ++c) ro[c] = T(0);
+            }
+          }
+        }
+  }
+}
+
 /// im2col (kFold false: col[(nc * K + k) * L + l] = img window value, 0 in the padding) or its
 /// adjoint col2im (kFold true: img += col) for planes nc in [nc0, nc1), on the calling thread.
 /// img and col point at plane 0; the innermost loop runs over output columns with the
@@ -31,6 +76,10 @@ template <typename T, bool kFold>
 void im2col_planes(const Geometry& g, T* img, T* col, int64_t nc0, int64_t nc1) {
   const int64_t K = g.kernel_numel(), L = g.positions();
   const int64_t in_numel = g.plane();
+  if (!kFold && g.s[1] == 1 && g.s[2] == 1 && g.out[2] == g.in[2]) {
+    unfold_rows_flat(g, img, col, nc0, nc1);
+    return;
+  }
   for (int64_t nc = nc0; nc < nc1; ++nc) {
     T* im = img + nc * in_numel;
     for (int64_t kd = 0; kd < g.k[0]; ++kd)

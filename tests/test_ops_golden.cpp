@@ -109,6 +109,10 @@ std::map<std::string, Fn> make_table() {
   });
   t["unfold1d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3}).stride({2}).padding({1})); });
   t["unfold3d"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({2}).padding({1})); });
+  t["unfold2d_same"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3, 5}).padding({1, 2})); });
+  t["unfold2d_same_tall"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({5, 3}).padding({1})); });
+  t["unfold1d_same"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3}).padding({2}).dilation({2})); });
+  t["unfold3d_same"] = u([](const Tensor& x) { return tg::unfold(x, tg::WindowOptions({3}).padding({1})); });
   t["fold2d"] = u([](const Tensor& c) { return tg::fold(c, {4, 5}, tg::WindowOptions({3}).padding({1})); });
   t["fold2d_stride"] = u([](const Tensor& c) { return tg::fold(c, {5, 5}, tg::WindowOptions({2}).stride({2})); });
   return t;

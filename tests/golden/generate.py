@@ -172,6 +172,11 @@ case("unfold2d_stride_pad", lambda x: F.unfold(x, (3, 2), stride=2, padding=1), 
 case("unfold2d_dilation", lambda x: F.unfold(x, 2, dilation=2, padding=1), randn(2, 1, 5, 5))
 case("unfold1d", lambda x: unfold1d(x, 3, 2, 1, 1), randn(2, 3, 7))
 case("unfold3d", lambda x: unfold3d(x, 2, 1, 1, 1), randn(1, 2, 3, 3, 3))
+# "Same"-width stride-1 windows take unfold's flat path (one shifted copy per kernel offset).
+case("unfold2d_same", lambda x: F.unfold(x, (3, 5), padding=(1, 2)), randn(2, 3, 4, 6))
+case("unfold2d_same_tall", lambda x: F.unfold(x, (5, 3), padding=(1, 1)), randn(1, 2, 6, 3))
+case("unfold1d_same", lambda x: unfold1d(x, 3, 1, 2, 2), randn(2, 2, 5))
+case("unfold3d_same", lambda x: unfold3d(x, 3, 1, 1, 1), randn(1, 2, 3, 4, 3))
 case("fold2d", lambda c: F.fold(c, (4, 5), 3, padding=1), randn(2, 2 * 9, 20))
 case("fold2d_stride", lambda c: F.fold(c, (5, 5), 2, stride=2), randn(1, 3 * 4, 4))
 
