@@ -88,6 +88,23 @@ void per_sample(const Conv& c, bool need_scratch, Dtype dtype, F f) {
   });
 }
 
+// y[n] = W_g @ unfold(x[n])_g for every sample and group: the forward of conv.
+template <typename T>
+void conv_forward(const Conv& c, const T* px, const T* pw, T* py, Dtype dtype) {
+  const int64_t L = c.g.positions(), plane = c.g.plane();
+  per_sample<T>(c, !c.identity(), dtype, [&](int64_t n, T* scratch) {
+    const T* xn = px + n * c.g.c * plane;
+    const T* cols = xn;
+    if (scratch) {
+      window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), scratch, 0, c.g.c);
+      cols = scratch;
+    }
+    for (int64_t gi = 0; gi < c.groups; ++gi)
+      gemm(false, false, c.og, L, c.ck(), pw + gi * c.og * c.ck(), c.ck(), cols + gi * c.ck() * L, L, T(0),
+           py + (n * c.o + gi * c.og) * L, L);
+  });
+}
+
 }  // namespace
 
 Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t groups) {
@@ -98,24 +115,10 @@ Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t gr
                             dtype_name(w.dtype())));
   detail::ensure_blas_core();
   const Conv c = plan(x.shape(), w.shape(), o, groups, "conv");
-  const int64_t nsp = x.dim() - 2, L = c.g.positions(), plane = c.g.plane();
-  Tensor y = detail::make_tensor(c.out_shape(nsp), x.dtype());
+  Tensor y = detail::make_tensor(c.out_shape(x.dim() - 2), x.dtype());
   dispatch_floating(x.dtype(), "conv", [&](auto z) {
     using T = decltype(z);
-    const T* px = typed<T>(x);
-    const T* pw = typed<T>(w);
-    T* py = typed<T>(y);
-    per_sample<T>(c, !c.identity(), x.dtype(), [&](int64_t n, T* scratch) {
-      const T* xn = px + n * c.g.c * plane;
-      const T* cols = xn;
-      if (scratch) {
-        window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), scratch, 0, c.g.c);
-        cols = scratch;
-      }
-      for (int64_t gi = 0; gi < c.groups; ++gi)
-        gemm(false, false, c.og, L, c.ck(), pw + gi * c.og * c.ck(), c.ck(), cols + gi * c.ck() * L, L, T(0),
-             py + (n * c.o + gi * c.og) * L, L);
-    });
+    conv_forward<T>(c, typed<T>(x), typed<T>(w), typed<T>(y), x.dtype());
   });
   return detail::record("conv", y, {x, w}, [x, w, o, groups](const Tensor& g, const Tensor&, Needs need) {
     return Grads{need[0] ? prim::conv_input_grad(g, w, x.shape(), o, groups) : Tensor(),
@@ -134,24 +137,61 @@ Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, c
     throw Error(fmt::format("conv_input_grad: expected a gradient {} of the weight's dtype, got {} {}",
                             shape_str(c.out_shape(nsp)), dtype_name(g.dtype()), shape_str(g.shape())));
   Tensor dx = detail::make_tensor(x_shape, g.dtype());
-  dispatch_floating(g.dtype(), "conv", [&](auto z) {
-    using T = decltype(z);
-    const T* pg = typed<T>(g);
-    const T* pw = typed<T>(w);
-    T* pdx = typed<T>(dx);
-    const bool identity = c.identity();
-    per_sample<T>(c, !identity, g.dtype(), [&](int64_t n, T* scratch) {
-      T* dxn = pdx + n * c.g.c * plane;
-      T* cols = identity ? dxn : scratch;  // W^T g[n], [C*K, L]
+  // With stride 1 the adjoint is itself a convolution: g padded by d (k - 1) - p, correlated with
+  // the kernel flipped in space and transposed in channels (per group). Unfolding g is cheaper
+  // than folding (no accumulation), and it needs no zero-filled output.
+  bool as_conv = c.g.s == std::array<int64_t, 3>{1, 1, 1} && !c.identity();
+  for (size_t i = 0; i < 3; ++i)  // (an output_padding of a transposed conv breaks the second condition)
+    as_conv = as_conv && c.g.p[i] <= c.g.d[i] * (c.g.k[i] - 1) &&
+              c.g.out[i] + c.g.d[i] * (c.g.k[i] - 1) - 2 * c.g.p[i] == c.g.in[i];
+  if (as_conv) {
+    Shape ws{c.cg * c.groups, c.og};  // [C, O/groups, *kernel]
+    ws.insert(ws.end(), w.shape().begin() + 2, w.shape().end());
+    std::vector<int64_t> pad, dil;
+    for (size_t i = 3 - size_t(nsp); i < 3; ++i) {
+      pad.push_back(c.g.d[i] * (c.g.k[i] - 1) - c.g.p[i]);
+      dil.push_back(c.g.d[i]);
+    }
+    const WindowOptions o2 = WindowOptions(std::vector<int64_t>(w.shape().begin() + 2, w.shape().end()))
+                                 .padding(pad)
+                                 .dilation(dil);
+    const Conv c2 = plan(g.shape(), ws, o2, groups, "conv_input_grad");
+    Tensor wt = detail::make_tensor(ws, w.dtype());
+    const int64_t K = c.g.kernel_numel();
+    dispatch_floating(g.dtype(), "conv", [&](auto z) {
+      using T = decltype(z);
+      const T* pw = typed<T>(w);
+      T* pt = typed<T>(wt);
+      // wt[gi, ci, oi, k] = w[gi, oi, ci, K - 1 - k] (group-major channels on both sides).
       for (int64_t gi = 0; gi < c.groups; ++gi)
-        gemm(true, false, c.ck(), L, c.og, pw + gi * c.og * c.ck(), c.ck(), pg + (n * c.o + gi * c.og) * L, L, T(0),
-             cols + gi * c.ck() * L, L);
-      if (!identity) {
-        std::fill(dxn, dxn + c.g.c * plane, T(0));
-        window::im2col_planes<T, true>(c.g, dxn, scratch, 0, c.g.c);
-      }
+        for (int64_t oi = 0; oi < c.og; ++oi)
+          for (int64_t ci = 0; ci < c.cg; ++ci) {
+            const T* src = pw + ((gi * c.og + oi) * c.cg + ci) * K;
+            T* dst = pt + ((gi * c.cg + ci) * c.og + oi) * K;
+            for (int64_t k = 0; k < K; ++k) dst[k] = src[K - 1 - k];
+          }
+      conv_forward<T>(c2, typed<T>(g), pt, typed<T>(dx), g.dtype());
     });
-  });
+  } else {
+    dispatch_floating(g.dtype(), "conv", [&](auto z) {
+      using T = decltype(z);
+      const T* pg = typed<T>(g);
+      const T* pw = typed<T>(w);
+      T* pdx = typed<T>(dx);
+      const bool identity = c.identity();
+      per_sample<T>(c, !identity, g.dtype(), [&](int64_t n, T* scratch) {
+        T* dxn = pdx + n * c.g.c * plane;
+        T* cols = identity ? dxn : scratch;  // W^T g[n], [C*K, L]
+        for (int64_t gi = 0; gi < c.groups; ++gi)
+          gemm(true, false, c.ck(), L, c.og, pw + gi * c.og * c.ck(), c.ck(), pg + (n * c.o + gi * c.og) * L, L, T(0),
+               cols + gi * c.ck() * L, L);
+        if (!identity) {
+          std::fill(dxn, dxn + c.g.c * plane, T(0));
+          window::im2col_planes<T, true>(c.g, dxn, scratch, 0, c.g.c);
+        }
+      });
+    });
+  }
   // Linear in g (the adjoint of conv in x) and in w.
   return detail::record("conv_input_grad", dx, {g, w}, [g, w, o, groups](const Tensor& gg, const Tensor&, Needs need) {
     return Grads{need[0] ? prim::conv(gg, w, o, groups) : Tensor(),

@@ -94,32 +94,34 @@ Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, cons
   }
   const WindowOptions win = WindowOptions(kernel).stride(stride).padding(padding).dilation(dilation);
   // The adjoint of the convolution that maps the output back to x's size: conv_input_grad, one
-  // fused pass per sample. (An output_padding of stride or more, allowed when the dilation is
-  // larger, gives an output that convolution would not map back to x's size: then W^T x + fold.)
-  bool adjoint = true;
+  // fused pass per sample. The transposed conv is the full adjoint F (size (in - 1) s + span)
+  // cropped to [p, p + out): p at the start, p - output_padding at the end. When the convolution
+  // geometry cannot express that (output_padding >= stride, allowed with a larger dilation), the
+  // adjoint is taken with symmetric padding q = max(p - output_padding, 0) and then sliced
+  // (and zero-padded where the crop runs past F).
+  bool direct = true;
   for (int64_t d = 0; d < nsp; ++d) {
     const size_t i = size_t(d);
-    adjoint = adjoint && (out_size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) / stride[i] + 1 == x.size(2 + d);
+    direct = direct && (out_size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) / stride[i] + 1 == x.size(2 + d);
   }
-  if (adjoint) {
-    Shape full{n, og * g};
-    full.insert(full.end(), out_size.begin(), out_size.end());
-    return add_channel_bias(prim::conv_input_grad(x, w, full, win, g), b, op);
+  Shape full{n, og * g};
+  std::vector<int64_t> q(padding);
+  for (int64_t d = 0; d < nsp; ++d) {
+    const size_t i = size_t(d);
+    if (!direct) q[i] = std::max<int64_t>(padding[i] - out_pad[i], 0);
+    full.push_back(direct ? out_size[i] : (x.size(2 + d) - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 - 2 * q[i]);
   }
-  const int64_t kn = shape_numel(Shape(kernel.begin(), kernel.end()));
-  Tensor xf = x.reshape({n, c, l});
-  Tensor wm = w.reshape({c, og * kn});  // [C, O/g * K]
-  Tensor cols;
-  if (g == 1) {
-    cols = prim::matmul(wm, xf, true, false);  // [N, O * K, L]
-  } else {
-    const int64_t cg = c / g;
-    std::vector<Tensor> parts;
-    for (int64_t i = 0; i < g; ++i)
-      parts.push_back(prim::matmul(tg::narrow(wm, 0, i * cg, cg), tg::narrow(xf, 1, i * cg, cg), true, false));
-    cols = tg::cat(parts, 1);
+  Tensor y = prim::conv_input_grad(x, w, full, direct ? win : WindowOptions(win).padding(q), g);
+  for (int64_t d = 0; d < nsp && !direct; ++d) {
+    const size_t i = size_t(d);
+    const int64_t start = padding[i] - q[i], have = y.size(2 + d) - start;
+    y = tg::narrow(y, 2 + d, start, std::min(have, out_size[i]));
+    if (have < out_size[i]) {
+      std::vector<int64_t> pads(size_t(2 * nsp), 0);  // F.pad order: last dim first
+      pads[size_t(2 * (nsp - 1 - d) + 1)] = out_size[i] - have;
+      y = tg::pad(y, pads);
+    }
   }
-  Tensor y = tg::fold(cols, out_size, win);
   return add_channel_bias(y, b, op);
 }
 

@@ -37,6 +37,18 @@ std::map<std::string, Fn> make_table() {
   t["conv3d"] = c([](auto x, auto w, auto bb) {
     return F::conv3d(x, w, bb, F::ConvOptions().padding(1).stride({1, 2, 1}));
   });
+  t["conv2d_dil_s1"] = b([](auto x, auto w) {
+    return F::conv2d(x, w, {}, F::ConvOptions().padding({2, 1}).dilation({2, 3}));
+  });
+  t["conv3d_s1_groups"] = b([](auto x, auto w) {
+    return F::conv3d(x, w, {}, F::ConvOptions().padding({1, 0, 1}).groups(2));
+  });
+  t["conv_transpose2d_s1_outpad"] = b([](auto x, auto w) {
+    return F::conv_transpose2d(x, w, {}, F::ConvTransposeOptions().stride(1).padding(1).output_padding(1).dilation(2));
+  });
+  t["conv_transpose1d_outpad_past_end"] = b([](auto x, auto w) {
+    return F::conv_transpose1d(x, w, {}, F::ConvTransposeOptions().stride(1).padding(0).output_padding(1).dilation(2));
+  });
   t["conv_transpose1d"] = c([](auto x, auto w, auto bb) {
     return F::conv_transpose1d(x, w, bb, F::ConvTransposeOptions().stride(2).padding(1).output_padding(1));
   });

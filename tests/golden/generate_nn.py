@@ -35,6 +35,18 @@ case("conv2d_odd", lambda x, w, b: F.conv2d(x, w, b, stride=3, padding=2), randn
      randn(2))
 case("conv3d", lambda x, w, b: F.conv3d(x, w, b, padding=1, stride=(1, 2, 1)), randn(1, 2, 4, 5, 3),
      randn(3, 2, 3, 3, 2), randn(3))
+# Stride 1: conv_input_grad runs as a convolution with the flipped kernel (dilated, asymmetric,
+# 3-D, grouped) unless a transposed conv's output_padding breaks the size relation.
+case("conv2d_dil_s1", lambda x, w: F.conv2d(x, w, padding=(2, 1), dilation=(2, 3)), randn(2, 2, 6, 7),
+     randn(3, 2, 3, 2))
+case("conv3d_s1_groups", lambda x, w: F.conv3d(x, w, padding=(1, 0, 1), groups=2), randn(1, 4, 3, 4, 3),
+     randn(2, 2, 2, 3, 3))
+case("conv_transpose2d_s1_outpad",
+     lambda x, w: F.conv_transpose2d(x, w, stride=1, padding=1, output_padding=1, dilation=2),
+     randn(1, 2, 4, 3), randn(2, 3, 3, 3))
+case("conv_transpose1d_outpad_past_end",
+     lambda x, w: F.conv_transpose1d(x, w, stride=1, padding=0, output_padding=1, dilation=2),
+     randn(2, 2, 4), randn(2, 3, 2))
 case("conv_transpose1d", lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1),
      randn(2, 3, 5), randn(3, 2, 3), randn(2))
 case("conv_transpose2d", lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1), randn(2, 3, 4, 4),
