@@ -88,9 +88,10 @@ void per_sample(const Conv& c, bool need_scratch, Dtype dtype, F f) {
   });
 }
 
-// y[n] = W_g @ unfold(x[n])_g for every sample and group: the forward of conv.
+// y[n] = W_g @ unfold(x[n])_g (+ bias per output channel) for every sample and group: the
+// forward of conv. The bias initialises the output rows and the GEMM accumulates onto it.
 template <typename T>
-void conv_forward(const Conv& c, const T* px, const T* pw, T* py, Dtype dtype) {
+void conv_forward(const Conv& c, const T* px, const T* pw, const T* pb, T* py, Dtype dtype) {
   const int64_t L = c.g.positions(), plane = c.g.plane();
   per_sample<T>(c, !c.identity(), dtype, [&](int64_t n, T* scratch) {
     const T* xn = px + n * c.g.c * plane;
@@ -99,31 +100,45 @@ void conv_forward(const Conv& c, const T* px, const T* pw, T* py, Dtype dtype) {
       window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), scratch, 0, c.g.c);
       cols = scratch;
     }
+    T* yn = py + n * c.o * L;
+    if (pb)
+      for (int64_t oc = 0; oc < c.o; ++oc) std::fill(yn + oc * L, yn + (oc + 1) * L, pb[oc]);
     for (int64_t gi = 0; gi < c.groups; ++gi)
-      gemm(false, false, c.og, L, c.ck(), pw + gi * c.og * c.ck(), c.ck(), cols + gi * c.ck() * L, L, T(0),
-           py + (n * c.o + gi * c.og) * L, L);
+      gemm(false, false, c.og, L, c.ck(), pw + gi * c.og * c.ck(), c.ck(), cols + gi * c.ck() * L, L, T(pb ? 1 : 0),
+           yn + gi * c.og * L, L);
   });
 }
 
 }  // namespace
 
-Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t groups) {
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const WindowOptions& o, int64_t groups) {
   check_floating(x, "conv", "input");
   check_floating(w, "conv", "weight");
-  if (x.dtype() != w.dtype())
-    throw Error(fmt::format("conv: input and weight dtypes differ ({} and {})", dtype_name(x.dtype()),
-                            dtype_name(w.dtype())));
+  if (x.dtype() != w.dtype() || (b.defined() && b.dtype() != x.dtype()))
+    throw Error(fmt::format("conv: input, weight and bias dtypes differ ({}, {}, {})", dtype_name(x.dtype()),
+                            dtype_name(w.dtype()), b.defined() ? dtype_name(b.dtype()) : "no bias"));
   detail::ensure_blas_core();
   const Conv c = plan(x.shape(), w.shape(), o, groups, "conv");
-  Tensor y = detail::make_tensor(c.out_shape(x.dim() - 2), x.dtype());
+  if (b.defined() && b.shape() != Shape{c.o})
+    throw Error(fmt::format("conv: bias expects shape [{}], got {}", c.o, shape_str(b.shape())));
+  const int64_t nsp = x.dim() - 2;
+  Tensor y = detail::make_tensor(c.out_shape(nsp), x.dtype());
   dispatch_floating(x.dtype(), "conv", [&](auto z) {
     using T = decltype(z);
-    conv_forward<T>(c, typed<T>(x), typed<T>(w), typed<T>(y), x.dtype());
+    conv_forward<T>(c, typed<T>(x), typed<T>(w), b.defined() ? typed<T>(b) : nullptr, typed<T>(y), x.dtype());
   });
-  return detail::record("conv", y, {x, w}, [x, w, o, groups](const Tensor& g, const Tensor&, Needs need) {
-    return Grads{need[0] ? prim::conv_input_grad(g, w, x.shape(), o, groups) : Tensor(),
-                 need[1] ? prim::conv_weight_grad(g, x, w.shape(), o, groups) : Tensor()};
-  });
+  auto vjp = [x, w, o, groups, nsp, bias = b.defined()](const Tensor& g, const Tensor&, Needs need) {
+    Grads r{need[0] ? prim::conv_input_grad(g, w, x.shape(), o, groups) : Tensor(),
+            need[1] ? prim::conv_weight_grad(g, x, w.shape(), o, groups) : Tensor()};
+    if (bias) {  // the bias: g summed over the batch and the positions
+      std::vector<int64_t> dims{0};
+      for (int64_t d = 0; d < nsp; ++d) dims.push_back(2 + d);
+      r.push_back(need[2] ? prim::reshape(prim::sum(g, dims), {g.size(1)}) : Tensor());
+    }
+    return r;
+  };
+  if (b.defined()) return detail::record("conv", y, {x, w, b}, vjp);
+  return detail::record("conv", y, {x, w}, vjp);
 }
 
 Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, const WindowOptions& o,
@@ -170,7 +185,7 @@ Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, c
             T* dst = pt + ((gi * c.cg + ci) * c.og + oi) * K;
             for (int64_t k = 0; k < K; ++k) dst[k] = src[K - 1 - k];
           }
-      conv_forward<T>(c2, typed<T>(g), pt, typed<T>(dx), g.dtype());
+      conv_forward<T>(c2, typed<T>(g), pt, nullptr, typed<T>(dx), g.dtype());
     });
   } else {
     dispatch_floating(g.dtype(), "conv", [&](auto z) {
@@ -194,7 +209,7 @@ Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, c
   }
   // Linear in g (the adjoint of conv in x) and in w.
   return detail::record("conv_input_grad", dx, {g, w}, [g, w, o, groups](const Tensor& gg, const Tensor&, Needs need) {
-    return Grads{need[0] ? prim::conv(gg, w, o, groups) : Tensor(),
+    return Grads{need[0] ? prim::conv(gg, w, Tensor(), o, groups) : Tensor(),
                  need[1] ? prim::conv_weight_grad(g, gg, w.shape(), o, groups) : Tensor()};
   });
 }
@@ -247,7 +262,7 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
   });
   // Bilinear in (g, x): each factor's gradient is a convolution with the other.
   return detail::record("conv_weight_grad", dw, {g, x}, [g, x, o, groups](const Tensor& gg, const Tensor&, Needs need) {
-    return Grads{need[0] ? prim::conv(x, gg, o, groups) : Tensor(),
+    return Grads{need[0] ? prim::conv(x, gg, Tensor(), o, groups) : Tensor(),
                  need[1] ? prim::conv_input_grad(g, gg, x.shape(), o, groups) : Tensor()};
   });
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 
 #include "autograd.hpp"
@@ -269,19 +270,29 @@ void for_index(const Shape& x_shape, int64_t dim, const Tensor& index, const cha
     for (size_t d = size_t(dim) + 1; d < is.size(); ++d) inner *= is[d];
     const int64_t irows = is[size_t(dim)], xrows = x_shape[size_t(dim)];
     const int64_t* idx = typed<int64_t>(index);
-    for (int64_t k = 0; k < index.numel(); ++k)
-      if (idx[k] < 0 || idx[k] >= xrows)
-        throw Error(fmt::format("{}: index {} out of range for dim {} of size {}", op, idx[k], dim, xrows));
     // Each outer slice of x is touched by its own slice of index only: split those (scatter_add
-    // stays race-free).
+    // stays race-free). An index out of range is skipped and reported after the loop (a loop
+    // body must not throw).
+    std::atomic<bool> bad{false};
     detail::parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, irows * inner)),
                          [&](int64_t o0, int64_t o1) {
       for (int64_t o = o0; o < o1; ++o)
         for (int64_t j = 0; j < irows; ++j) {
           const int64_t base = (o * irows + j) * inner;
-          for (int64_t i = 0; i < inner; ++i) f(base + i, (o * xrows + idx[base + i]) * inner + i);
+          for (int64_t i = 0; i < inner; ++i) {
+            const int64_t c = idx[base + i];
+            if (c < 0 || c >= xrows) {
+              bad.store(true, std::memory_order_relaxed);
+              continue;
+            }
+            f(base + i, (o * xrows + c) * inner + i);
+          }
         }
     });
+    if (bad.load())
+      for (int64_t k = 0; k < index.numel(); ++k)
+        if (idx[k] < 0 || idx[k] >= xrows)
+          throw Error(fmt::format("{}: index {} out of range for dim {} of size {}", op, idx[k], dim, xrows));
     return;
   }
   Shape xs = contiguous_strides(x_shape), ist = contiguous_strides(is);

@@ -88,9 +88,10 @@ Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o
 Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size);
 
 // ---- convolution (prim_conv.cpp): unfold + matmul fused per sample; each is another's VJP ----
-/// x [N, C, *in], w [O, C/groups, *kernel] -> [N, O, *out]: y[n] = W @ unfold(x[n]) per group
-/// (o: stride, padding, dilation; kernel from w). conv_input_grad(g, w), conv_weight_grad(g, x).
-Tensor conv(const Tensor& x, const Tensor& w, const WindowOptions& o, int64_t groups);
+/// x [N, C, *in], w [O, C/groups, *kernel], optional bias b [O] -> [N, O, *out]:
+/// y[n] = W @ unfold(x[n]) + b per group (o: stride, padding, dilation; kernel from w).
+/// conv_input_grad(g, w), conv_weight_grad(g, x), sum of g over N and positions.
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const WindowOptions& o, int64_t groups);
 /// The adjoint of conv in x: fold(W^T @ g[n]). conv(gg, w), conv_weight_grad(g, gg).
 Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, const WindowOptions& o,
                        int64_t groups);

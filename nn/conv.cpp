@@ -58,8 +58,9 @@ Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const ConvOpti
                           .dilation(per_dim(o.dilation(), nsp, op, "dilation"));
   // unfold + matmul per group, fused per sample (prim::conv): the unfolded batch is never built
   // and the tape keeps x and w.
-  Tensor y = prim::conv(x, w, win, g);
-  return add_channel_bias(y, b, op);
+  if (b.defined() && (b.dim() != 1 || b.size(0) != out_c))
+    throw Error(fmt::format("{}: bias expects shape [{}], got {}", op, out_c, shape_str(b.shape())));
+  return prim::conv(x, w, b, win, g);
 }
 
 // Transposed convolution: the adjoint of conv_nd. Each input pixel scatters a kernel-sized
