@@ -257,6 +257,37 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 }
 
 namespace {
+// Rows [o0, o1) of for_index's common case. A function with its arguments by value, so f's
+// pointers and the bounds live in registers (through the lambda's captures they were reloaded
+// after every store). Returns whether an index was out of range (skipped).
+template <typename F>
+bool index_rows(F f, const int64_t* idx, int64_t o0, int64_t o1, int64_t irows, int64_t xrows, int64_t inner) {
+  bool bad = false;
+  if (inner == 1) {  // dim is the last one (pooling, cross-entropy): a plain row loop
+    for (int64_t o = o0; o < o1; ++o) {
+      const int64_t* row = idx + o * irows;
+      for (int64_t j = 0; j < irows; ++j) {
+        const int64_t c = row[j];
+        const bool out = uint64_t(c) >= uint64_t(xrows);  // also c < 0
+        bad |= out;
+        if (!out) f(o * irows + j, o * xrows + c);
+      }
+    }
+    return bad;
+  }
+  for (int64_t o = o0; o < o1; ++o)
+    for (int64_t j = 0; j < irows; ++j) {
+      const int64_t base = (o * irows + j) * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t c = idx[base + i];
+        const bool out = c < 0 || c >= xrows;
+        bad |= out;
+        if (!out) f(base + i, (o * xrows + c) * inner + i);
+      }
+    }
+  return bad;
+}
+
 // Shared loop of gather / scatter_add: for every element of index, f(index position, x position).
 template <typename F>
 void for_index(const Shape& x_shape, int64_t dim, const Tensor& index, const char* op, F f) {
@@ -276,18 +307,7 @@ void for_index(const Shape& x_shape, int64_t dim, const Tensor& index, const cha
     std::atomic<bool> bad{false};
     detail::parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, irows * inner)),
                          [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o)
-        for (int64_t j = 0; j < irows; ++j) {
-          const int64_t base = (o * irows + j) * inner;
-          for (int64_t i = 0; i < inner; ++i) {
-            const int64_t c = idx[base + i];
-            if (c < 0 || c >= xrows) {
-              bad.store(true, std::memory_order_relaxed);
-              continue;
-            }
-            f(base + i, (o * xrows + c) * inner + i);
-          }
-        }
+      if (index_rows(f, idx, o0, o1, irows, xrows, inner)) bad.store(true, std::memory_order_relaxed);
     });
     if (bad.load())
       for (int64_t k = 0; k < index.numel(); ++k)
@@ -330,7 +350,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     using T = decltype(z);
     const T* px = typed<T>(x);
     T* py = typed<T>(y);
-    for_index(x.shape(), dim, index, "gather", [&](int64_t i, int64_t xo) { py[i] = px[xo]; });
+    for_index(x.shape(), dim, index, "gather", [px, py](int64_t i, int64_t xo) { py[i] = px[xo]; });
   });
   Shape x_shape = x.shape();
   Tensor idx = index;
@@ -349,7 +369,7 @@ Tensor scatter_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Ten
     using T = decltype(z);
     const T* pg = typed<T>(g);
     T* py = typed<T>(y);
-    for_index(x_shape, dim, index, "scatter_add", [&](int64_t i, int64_t xo) { py[xo] += pg[i]; });
+    for_index(x_shape, dim, index, "scatter_add", [pg, py](int64_t i, int64_t xo) { py[xo] += pg[i]; });
   });
   Tensor idx = index;
   return detail::record("scatter_add", y, {g}, [dim, idx](const Tensor& gg, const Tensor&, Needs) {
