@@ -6,7 +6,13 @@
 #include <array>
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "autograd.hpp"
 #include "parallel.hpp"
@@ -70,12 +76,103 @@ namespace {
 using window::Geometry;
 using window::geometry;
 
-// im2col / col2im over every (image, channel) plane, planes split between threads.
-template <typename T, bool kFold>
-void im2col(const Geometry& g, T* img, T* col) {
-  const int64_t work = g.kernel_numel() * g.positions();
-  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, work)),
-                       [&](int64_t nc0, int64_t nc1) { window::im2col_planes<T, kFold>(g, img, col, nc0, nc1); });
+// Outputs above this size are written with non-temporal stores: they cannot stay in cache for
+// the next op anyway, and ordinary stores would first read every line of them.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+// dst[0, n) = src[0, n), the 64-byte-aligned part of dst with non-temporal stores.
+template <typename T>
+void stream_copy(T* dst, const T* src, int64_t n) {
+#if defined(__AVX512F__) || defined(__AVX__)
+  char* d = reinterpret_cast<char*>(dst);
+  const char* s = reinterpret_cast<const char*>(src);
+  int64_t bytes = n * int64_t(sizeof(T));
+  const int64_t head = std::min<int64_t>(bytes, (64 - int64_t(reinterpret_cast<uintptr_t>(d) & 63)) & 63);
+  std::memcpy(d, s, size_t(head));
+  d += head;
+  s += head;
+  bytes -= head;
+  for (; bytes >= 64; bytes -= 64, d += 64, s += 64) {
+#if defined(__AVX512F__)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(s));
+#else
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + 32),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 32)));
+#endif
+  }
+  std::memcpy(d, s, size_t(bytes));
+#else
+  std::memcpy(dst, src, size_t(n) * sizeof(T));
+#endif
+}
+
+// unfold of every (image, channel) plane, planes split between threads. A large output is
+// built plane by plane in a small buffer that stays in L1/L2 and streamed out.
+template <typename T>
+void unfold_all(const Geometry& g, const T* img, T* col) {
+  const int64_t block = g.kernel_numel() * g.positions(), plane = g.plane();
+  const bool stream = g.n * g.c * block * int64_t(sizeof(T)) >= kStreamBytes;
+  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, block)),
+                       [&](int64_t nc0, int64_t nc1) {
+    if (!stream) {
+      window::im2col_planes<T, false>(g, const_cast<T*>(img), col, nc0, nc1);
+      return;
+    }
+    std::vector<T> buf(static_cast<size_t>(block));
+    for (int64_t nc = nc0; nc < nc1; ++nc) {
+      window::im2col_planes<T, false>(g, const_cast<T*>(img + nc * plane), buf.data(), 0, 1);
+      stream_copy(col + nc * block, buf.data(), block);
+    }
+#if defined(__AVX__)
+    _mm_sfence();  // this thread's non-temporal stores, ordered before the join
+#endif
+  });
+}
+
+// fold of every plane, planes split between threads: each plane is accumulated into a
+// zero-initialised scratch plane padded by p on every side, so every window row is added whole
+// (no bounds, no clipped tails), then the interior is copied out. y needs no zero-fill.
+template <typename T>
+void fold_all(const Geometry& g, T* img, const T* col) {
+  const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
+  Geometry pg = g;  // the padded plane's geometry, for the accumulation loop
+  for (size_t i = 0; i < 3; ++i) {
+    pg.in[i] = g.in[i] + 2 * g.p[i];
+    pg.p[i] = 0;
+  }
+  const int64_t pplane = pg.plane();
+  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, K * L)),
+                       [&](int64_t nc0, int64_t nc1) {
+    std::vector<T> pad(static_cast<size_t>(pplane));
+    for (int64_t nc = nc0; nc < nc1; ++nc) {
+      std::fill(pad.begin(), pad.end(), T(0));
+      const T* c = col + nc * K * L;
+      T* pp = pad.data();
+      for (int64_t kd = 0; kd < g.k[0]; ++kd)
+        for (int64_t kh = 0; kh < g.k[1]; ++kh)
+          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+            const T* row = c + ((kd * g.k[1] + kh) * g.k[2] + kw) * L;
+            for (int64_t od = 0; od < g.out[0]; ++od)
+              for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+                T* dst = pp + ((od * g.s[0] + kd * g.d[0]) * pg.in[1] + oh * g.s[1] + kh * g.d[1]) * pg.in[2] +
+                         kw * g.d[2];
+                const T* src = row + (od * g.out[1] + oh) * g.out[2];
+                const int64_t st = g.s[2], n = g.out[2];
+                if (st == 1)
+                  for (int64_t ow = 0; ow < n; ++ow) dst[ow] += src[ow];
+                else
+                  for (int64_t ow = 0; ow < n; ++ow) dst[ow * st] += src[ow];
+              }
+          }
+      T* out = img + nc * plane;
+      for (int64_t d = 0; d < g.in[0]; ++d)
+        for (int64_t h = 0; h < g.in[1]; ++h) {
+          const T* src = pp + ((d + g.p[0]) * pg.in[1] + h + g.p[1]) * pg.in[2] + g.p[2];
+          std::copy(src, src + g.in[2], out + (d * g.in[1] + h) * g.in[2]);
+        }
+    }
+  });
 }
 
 }  // namespace
@@ -89,7 +186,7 @@ Tensor unfold(const Tensor& x, const WindowOptions& o) {
   Tensor y = detail::make_tensor({g.n, g.c * g.kernel_numel(), g.positions()}, x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
-    im2col<T, false>(g, typed<T>(x), typed<T>(y));
+    unfold_all<T>(g, typed<T>(x), typed<T>(y));
   });
   return detail::record("unfold", y, {x}, [spatial, o](const Tensor& gr, const Tensor&, Needs) {
     return Grads{prim::fold(gr, spatial, o)};
@@ -109,10 +206,10 @@ Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o
   g.c = cols.size(1) / K;
   Shape out_shape{g.n, g.c};
   out_shape.insert(out_shape.end(), output_size.begin(), output_size.end());
-  Tensor y = zeros(out_shape, cols.dtype());
+  Tensor y = detail::make_tensor(out_shape, cols.dtype());
   dispatch(cols.dtype(), [&](auto z) {
     using T = decltype(z);
-    im2col<T, true>(g, typed<T>(y), typed<T>(cols));
+    fold_all<T>(g, typed<T>(y), typed<T>(cols));
   });
   return detail::record("fold", y, {cols}, [o](const Tensor& gr, const Tensor&, Needs) {
     return Grads{prim::unfold(gr, o)};

@@ -689,3 +689,22 @@ TEST_CASE("var in float32 does not cancel when the mean dwarfs the spread (prim:
   CHECK(v32 == doctest::Approx(v64).epsilon(1e-4));
   CHECK(v64 == doctest::Approx(0.01).epsilon(0.1));
 }
+
+TEST_CASE("unfold of a large batch (streamed to memory) equals the per-sample unfolds; fold likewise") {
+  // 4 x [16, 63, 65] with a 3x3 window: 8.9 MB of output takes the non-temporal-store path,
+  // one sample (2.2 MB) the ordinary one. 61 x 63 positions: plane blocks start unaligned, and
+  // without padding their last values are data, not zeros.
+  tg::manual_seed(5);
+  Tensor x = tg::randn({4, 16, 63, 65});
+  const auto o = tg::WindowOptions({3});
+  Tensor all = tg::unfold(x, o);
+  std::vector<Tensor> parts;
+  for (int64_t n = 0; n < 4; ++n) parts.push_back(tg::unfold(tg::narrow(x, 0, n, 1), o));
+  CHECK(all.to_vector<float>() == tg::cat(parts, 0).to_vector<float>());
+  Tensor back = tg::fold(all, {63, 65}, o);
+  std::vector<Tensor> folded;
+  for (int64_t n = 0; n < 4; ++n) folded.push_back(tg::fold(parts[size_t(n)], {63, 65}, o));
+  CHECK(back.to_vector<float>() == tg::cat(folded, 0).to_vector<float>());
+  // Each interior pixel is covered by all 9 windows: fold(unfold(x)) = 9 x there.
+  CHECK(back.to_vector<float>()[size_t(132)] == doctest::Approx(9.0f * x.to_vector<float>()[size_t(132)]));
+}
