@@ -11,9 +11,8 @@
 // saved state is its input, as in PyTorch. See docs/design.md ("Convolution").
 #include <fmt/format.h>
 
-#include <cblas.h>
-
 #include "autograd.hpp"
+#include "blas.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "primitives.hpp"
@@ -22,16 +21,7 @@
 namespace tg::prim {
 namespace {
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-          float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0f, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
+using blas::gemm;
 
 // Shapes of one convolution: x [N, C, *in], w [O, C/groups, *k], y [N, O, *out].
 struct Conv {

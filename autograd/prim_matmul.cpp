@@ -5,9 +5,8 @@
 // other in the VJPs, so the pair is closed under differentiation.
 #include <fmt/format.h>
 
-#include <cblas.h>
-
 #include "autograd.hpp"
+#include "blas.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "primitives.hpp"
@@ -15,25 +14,7 @@
 namespace tg::prim {
 namespace {
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float beta, float* c) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0f, a, int(lda), b, int(ldb), beta, c, int(n));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double beta, double* c) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              1.0, a, int(lda), b, int(ldb), beta, c, int(n));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const int64_t* a, int64_t lda, const int64_t* b,
-          int64_t ldb, int64_t beta, int64_t* c) {
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      int64_t s = 0;
-      for (int64_t p = 0; p < k; ++p) s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
-      c[i * n + j] = beta * c[i * n + j] + s;
-    }
-}
+using blas::gemm;
 
 std::string describe(const Tensor& t, bool trans) {
   return t.defined() ? shape_str(t.shape()) + (trans ? "^T" : "") : "undefined";
@@ -114,11 +95,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     if (p.entries > 1) {  // batch entries split between the pool's threads (OpenBLAS runs single-threaded)
       detail::parallel_for(p.entries, 1, [&](int64_t e0, int64_t e1) {
         for (int64_t i = e0; i < e1; ++i)
-          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(0), py + i * p.m * p.n);
+          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(0), py + i * p.m * p.n, p.n);
       });
     } else {  // one GEMM: blocks of rows of op(a) (a row offset, or a column offset when transposed)
       detail::parallel_for(p.m, 32, [&](int64_t r0, int64_t r1) {
-        gemm(ta, tb, r1 - r0, p.n, p.k, pa + (ta ? r0 : r0 * lda), lda, pb, ldb, T(0), py + r0 * p.n);
+        gemm(ta, tb, r1 - r0, p.n, p.k, pa + (ta ? r0 : r0 * lda), lda, pb, ldb, T(0), py + r0 * p.n, p.n);
       });
     }
   });
@@ -145,7 +126,7 @@ Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool ta, bool tb) {
         T* out = c == 0 ? py : partial[size_t(c - 1)].data();
         const int64_t e0 = p.entries * c / chunks, e1 = p.entries * (c + 1) / chunks;
         for (int64_t i = e0; i < e1; ++i)
-          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(i > e0 ? 1 : 0), out);
+          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(i > e0 ? 1 : 0), out, p.n);
       }
     });
     for (const auto& buf : partial)
