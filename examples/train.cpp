@@ -27,10 +27,10 @@ namespace {
 struct Args {
   std::string mode = "train";
   std::string model = "cnn-bn";
-  int64_t epochs = 2;
+  int64_t epochs = 10;
   int64_t batch_size = 64;
   std::string optimizer = "sgd";
-  double lr = 0.05;
+  double lr = 0.02;
   double momentum = 0.9;
   double weight_decay = 5e-4;
   std::string scheduler = "cosine";
@@ -52,10 +52,10 @@ Trains a classifier on Fashion-MNIST (any directory with the four IDX files work
 
 options:
   --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small   (default cnn-bn)
-  --epochs N            epochs to train (default 2)
+  --epochs N            epochs to train (default 10)
   --batch-size N        mini-batch size (default 64)
   --optimizer NAME      sgd | adam | adamw | rmsprop | adagrad | delta-bar-delta   (default sgd)
-  --lr X                initial learning rate (default 0.05)
+  --lr X                initial learning rate (default 0.02)
   --momentum X          momentum for sgd and rmsprop (default 0.9)
   --weight-decay X      L2 penalty (decoupled for adamw) (default 5e-4)
   --scheduler NAME      none | step | exp | inv-time | cosine, stepped per epoch (default cosine)
@@ -70,7 +70,7 @@ options:
   --quiet               no progress bar, one line per epoch
   --help                this text
 
-The defaults (cnn-bn, SGD lr 0.05 momentum 0.9 nesterov, weight decay 5e-4, cosine schedule)
+The defaults (cnn-bn, 10 epochs, SGD lr 0.02 momentum 0.9 nesterov, weight decay 5e-4, cosine schedule)
 are the recipe of docs/benchmarks.md.
 )";
 
