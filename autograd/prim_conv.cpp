@@ -1,6 +1,6 @@
 // Convolution as three primitives that are each other's VJPs:
 //
-//   conv(x, w)                    y[n] = W  @ unfold(x[n])          (per group)
+//   conv(x, w, b)                 y[n] = W @ unfold(x[n]) + b       (per group; b optional)
 //   conv_input_grad(g, w)         dx[n] = fold(W^T @ g[n])          the adjoint of conv in x
 //   conv_weight_grad(g, x)        dW = sum_n g[n] @ unfold(x[n])^T  the adjoint of conv in W
 //
@@ -8,7 +8,8 @@
 // sample into a scratch buffer that stays in cache and runs the GEMM on it at once. The unfolded
 // input ([N, C*K, L], K = kernel size, L = output positions; 9x the input for a 3x3 kernel) is
 // never materialised for the batch, and the tape keeps x and W instead of it, so a conv layer's
-// saved state is its input, as in PyTorch. See docs/design.md ("Convolution").
+// saved state is its input, as in PyTorch. See docs/design.md ("Primitives added for speed and
+// memory").
 #include <fmt/format.h>
 
 #include "autograd.hpp"
