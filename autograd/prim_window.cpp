@@ -130,6 +130,11 @@ void unfold_all(const Geometry& g, const T* img, T* col) {
   });
 }
 
+template <typename T>
+inline void add_row(T* __restrict dst, const T* __restrict src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
 // fold of every plane, planes split between threads: each plane is accumulated into a
 // zero-initialised scratch plane padded by p on every side, so every window row is added whole
 // (no bounds, no clipped tails), then the interior is copied out. y needs no zero-fill.
@@ -144,26 +149,26 @@ void fold_all(const Geometry& g, T* img, const T* col) {
   const int64_t pplane = pg.plane();
   detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, K * L)),
                        [&](int64_t nc0, int64_t nc1) {
-    std::vector<T> pad(static_cast<size_t>(pplane));
+    std::vector<T> pad_buf(static_cast<size_t>(pplane + 64 / sizeof(T)));
+    T* pp = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(pad_buf.data()) + 63) & ~uintptr_t(63));
     for (int64_t nc = nc0; nc < nc1; ++nc) {
-      std::fill(pad.begin(), pad.end(), T(0));
+      std::fill(pp, pp + pplane, T(0));
       const T* c = col + nc * K * L;
-      T* pp = pad.data();
       for (int64_t kd = 0; kd < g.k[0]; ++kd)
         for (int64_t kh = 0; kh < g.k[1]; ++kh)
           for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-            const T* row = c + ((kd * g.k[1] + kh) * g.k[2] + kw) * L;
-            for (int64_t od = 0; od < g.out[0]; ++od)
-              for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-                T* dst = pp + ((od * g.s[0] + kd * g.d[0]) * pg.in[1] + oh * g.s[1] + kh * g.d[1]) * pg.in[2] +
-                         kw * g.d[2];
-                const T* src = row + (od * g.out[1] + oh) * g.out[2];
-                const int64_t st = g.s[2], n = g.out[2];
+            const T* src = c + ((kd * g.k[1] + kh) * g.k[2] + kw) * L;
+            const int64_t n = g.out[2], st = g.s[2], row_step = g.s[1] * pg.in[2];
+            for (int64_t od = 0; od < g.out[0]; ++od) {
+              T* dst = pp + ((od * g.s[0] + kd * g.d[0]) * pg.in[1] + kh * g.d[1]) * pg.in[2] + kw * g.d[2];
+              for (int64_t oh = 0; oh < g.out[1]; ++oh, dst += row_step, src += n) {
+                __builtin_prefetch(src + 512);  // the column stream, 2 KB ahead
                 if (st == 1)
-                  for (int64_t ow = 0; ow < n; ++ow) dst[ow] += src[ow];
+                  add_row(dst, src, n);
                 else
                   for (int64_t ow = 0; ow < n; ++ow) dst[ow * st] += src[ow];
               }
+            }
           }
       T* out = img + nc * plane;
       for (int64_t d = 0; d < g.in[0]; ++d)

@@ -161,6 +161,11 @@ if m is not None:
         worst = min(worst, a / m)
         t2 = f"{a2 / 1e9:>11.2f}" if a2 else f"{'-':>11}"
         print(f"  {op:<8}{a / 1e9:>8.2f}{m / 1e9:>8.2f}{a / m:>8.2f}{t2}")
+    r = val("Window/read_only_same_bytes", "bytes_per_second")
+    if r is not None:
+        fo = val("Window/tapegrad_fold/threads:1", "bytes_per_second")
+        print(f"  a read-only stream of the same bytes: {r / 1e9:.2f} GB/s ({r / m:.2f} x memcpy);"
+              f" fold / read-only = {fo / r:.2f} (fold's traffic is 90% reads)")
     for name, label in (("memcpy_im2col_pattern", "diagnostic: unfold's data movement as 9 memcpys per plane"),
                         ("diag_unfold_padded_stream", "diagnostic: unfold via padded plane + streaming stores"),
                         ("diag_fold_padded", "diagnostic: fold via padded plane")):
