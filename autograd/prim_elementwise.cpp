@@ -205,9 +205,11 @@ Tensor erf(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor y = unary<false>(x, "relu", loop([](auto v) { return v > 0 ? v : decltype(v)(0); }));
-  return detail::record("relu", y, {x}, [x](const Tensor& g, const Tensor&, Needs) {
-    return Grads{prim::relu_backward(g, x)};
-  });
+  // The mask from the output (out > 0 exactly where x > 0): the tape keeps the output, which the
+  // next layer holds anyway, not the input (for conv-BN-ReLU, the BN output is freed at once).
+  return detail::record("relu", y, {x}, [](const Tensor& g, const Tensor& out, Needs) {
+    return Grads{prim::relu_backward(g, out)};
+  }, true);
 }
 
 // g where x > 0, else 0: relu's VJP in one pass (g * (x > 0) would take two and a temporary).
