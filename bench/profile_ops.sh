@@ -52,9 +52,9 @@ for line in sys.stdin:
             break
     else:
         other += pct
-print(f"| {\"op\":<62} | share |")
-print(f"|{\"-\" * 64}|-------|")
+print("| " + "op".ljust(62) + " | share |")
+print("|" + "-" * 64 + "|-------|")
 for label, pct in sorted(tot.items(), key=lambda kv: -kv[1]):
-    print(f"| {label:<62} | {pct:4.1f}% |")
-print(f"| {\"everything else (tape, allocation, data loading, ...)\":<62} | {other:4.1f}% |")
+    print("| " + label.ljust(62) + " | %4.1f%% |" % pct)
+print("| " + "everything else (tape, allocation, data loading, ...)".ljust(62) + " | %4.1f%% |" % other)
 '
