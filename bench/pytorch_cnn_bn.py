@@ -8,6 +8,7 @@ memory, no DataLoader workers, OPENBLAS_NUM_THREADS=1 (see ../shared/ENVIRONMENT
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_cnn_bn.py --threads 1 --samples 12800
     /usr/bin/python3 bench/pytorch_cnn_bn.py --threads 2 --epoch      # one full epoch (peak RSS)
+    /usr/bin/python3 bench/pytorch_cnn_bn.py --threads 2 --epoch --eval --seed 2   # + test accuracy
 
 Prints one line: "pytorch cnn-bn threads T: S samples/s (N samples, peak RSS M MiB)".
 """
@@ -45,9 +46,11 @@ def main():
     ap.add_argument("--epoch", action="store_true", help="time one full epoch of the 60,000 images")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--eval", action="store_true", help="print the test accuracy after training")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
+    torch.manual_seed(args.seed)
     images = read_idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))
     labels = read_idx(os.path.join(args.data, "train-labels-idx1-ubyte.gz"))
     x_all = (torch.from_numpy(images.astype(np.float32) / 255.0) - 0.2860) / 0.3530
@@ -55,7 +58,7 @@ def main():
     y_all = torch.from_numpy(labels.astype(np.int64))
     model = cnn_bn()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(1))
+    order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(args.seed))
     steps = len(x_all) // args.batch if args.epoch else args.samples // args.batch
     warm = 5
     seen = 0
@@ -74,6 +77,14 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"pytorch cnn-bn threads {args.threads}: {seen / dt:.0f} samples/s "
           f"({seen} samples, peak RSS {rss:.0f} MiB)")
+    if args.eval:
+        images = read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
+        labels = torch.from_numpy(read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")).astype(np.int64))
+        x_test = ((torch.from_numpy(images.astype(np.float32) / 255.0) - 0.2860) / 0.3530).unsqueeze(1)
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(x_test[i: i + 500]).argmax(1) for i in range(0, len(x_test), 500)])
+        print(f"pytorch cnn-bn test accuracy {(pred == labels).float().mean().item():.4f}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ struct Args {
   double weight_decay = 5e-4;
   std::string scheduler = "cosine";
   bool augment = false;
+  bool nesterov = true;
   uint64_t seed = 1;
   int threads = 0;  // 0: all cores
   std::string data = tg::data::MNIST::kDefaultRoot;
@@ -59,6 +60,7 @@ options:
   --momentum X          momentum for sgd and rmsprop (default 0.9)
   --weight-decay X      L2 penalty (decoupled for adamw) (default 5e-4)
   --scheduler NAME      none | step | exp | inv-time | cosine, stepped per epoch (default cosine)
+  --no-nesterov         plain momentum for sgd (PyTorch's SGD default); Nesterov otherwise
   --augment             random crop (padding 2) and horizontal flip of the training images
   --seed N              seed of the weights, the shuffling, dropout and augmentation (default 1)
   --threads N           threads for the library and OpenBLAS (default: all cores)
@@ -117,6 +119,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--weight-decay") a.weight_decay = parse_number<double>(f, value(f));
     else if (f == "--scheduler") a.scheduler = value(f);
     else if (f == "--augment") a.augment = true;
+    else if (f == "--no-nesterov") a.nesterov = false;
     else if (f == "--seed") a.seed = parse_number<uint64_t>(f, value(f));
     else if (f == "--threads") a.threads = parse_number<int>(f, value(f));
     else if (f == "--data") a.data = value(f);
@@ -147,7 +150,7 @@ Args parse(int argc, char** argv) {
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const Args& a, const std::vector<Tensor>& params) {
   namespace O = tg::optim;
   if (a.optimizer == "sgd")
-    return std::make_unique<O::SGD>(params, O::SGDOptions(a.lr).momentum(a.momentum).nesterov(a.momentum > 0)
+    return std::make_unique<O::SGD>(params, O::SGDOptions(a.lr).momentum(a.momentum).nesterov(a.nesterov && a.momentum > 0)
                                                 .weight_decay(a.weight_decay));
   if (a.optimizer == "adam") return std::make_unique<O::Adam>(params, O::AdamOptions(a.lr).weight_decay(a.weight_decay));
   if (a.optimizer == "adamw") return std::make_unique<O::AdamW>(params, O::AdamWOptions(a.lr).weight_decay(a.weight_decay));
