@@ -386,7 +386,7 @@ int main(int argc, char** argv) {
     // Fashion-MNIST's pixel mean and standard deviation; applied per sample in the loader's thread.
     const tg::data::Transform normalize = tg::data::Normalize(0.2860, 0.3530);
     auto test_set = std::make_shared<tg::data::MNIST>(a.data, tg::data::Split::Test);
-    tg::data::DataLoader test_loader(test_set, tg::data::DataLoaderOptions().batch_size(500).transform(normalize));
+    tg::data::DataLoader test_loader(test_set, tg::data::DataLoaderOptions().batch_size(128).transform(normalize));
 
     if (a.mode == "evaluate") {
       auto all = tg::load_tensors(a.weights);
