@@ -29,14 +29,17 @@ class Pool {
     workers_.clear();
     stop_ = false;
     threads_ = std::max(1, n);
-    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { work(i); });
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { work(); });
   }
 
   int threads() const { return threads_; }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-    const int64_t chunks = std::min<int64_t>(threads_, n / std::max<int64_t>(grain, 1));
-    if (in_job_ || chunks < 2) {  // nested, or too small to split
+    // Up to four chunks per thread, taken by whichever thread is free next: when one thread is
+    // delayed (another process on its core), the others take its share instead of waiting at
+    // the join. Chunk boundaries depend only on n and the thread count, never on timing.
+    const int64_t chunks = std::min<int64_t>(int64_t(threads_) * 4, n / std::max<int64_t>(grain, 1));
+    if (in_job_ || threads_ < 2 || chunks < 2) {  // nested, one thread, or too small to split
       fn(0, n);
       return;
     }
@@ -51,11 +54,12 @@ class Pool {
       fn_ = &fn;
       n_ = n;
       chunks_ = chunks;
-      pending_ = int(chunks - 1);
+      next_.store(0, std::memory_order_relaxed);
+      pending_ = int(workers_.size());
       ++generation_;
     }
     cv_.notify_all();
-    fn(0, n / chunks);  // the caller's share
+    drain(fn, n, chunks);  // the caller takes chunks too
     {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, [this] { return pending_ == 0; });
@@ -65,7 +69,14 @@ class Pool {
   }
 
  private:
-  void work(int index) {
+  // Runs chunks of the current job until none is left.
+  void drain(const std::function<void(int64_t, int64_t)>& fn, int64_t n, int64_t chunks) {
+    for (int64_t c = next_.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next_.fetch_add(1, std::memory_order_relaxed))
+      fn(n * c / chunks, n * (c + 1) / chunks);
+  }
+
+  void work() {
     in_job_ = true;  // a parallel_for inside a chunk runs inline
     uint64_t seen = 0;
     while (true) {
@@ -80,8 +91,8 @@ class Pool {
         n = n_;
         chunks = chunks_;
       }
-      if (fn && index < chunks) {
-        (*fn)(n * index / chunks, n * (index + 1) / chunks);
+      if (fn) {
+        drain(*fn, n, chunks);
         std::lock_guard<std::mutex> lk(mu_);
         if (--pending_ == 0) done_cv_.notify_one();
       }
@@ -95,6 +106,7 @@ class Pool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunks_ = 0;
   int pending_ = 0;
+  std::atomic<int64_t> next_{0};  // the next chunk of the current job
   uint64_t generation_ = 0;
   bool stop_ = false;
   int threads_ = 1;

@@ -9,7 +9,8 @@ namespace tg::detail {
 
 void parallel_for_impl(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-/// Calls fn(begin, end) on disjoint chunks covering [0, n), in parallel when n >= 2 * grain
+/// Calls fn(begin, end) on disjoint chunks covering [0, n) (up to four per thread, each taken by
+/// the next free thread; the boundaries depend only on n and the thread count), in parallel when n >= 2 * grain
 /// and more than one thread is allowed; otherwise inline. fn must not throw. A template, so a
 /// small loop runs without wrapping fn in a std::function (which would allocate per op).
 template <typename F>
