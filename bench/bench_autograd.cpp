@@ -14,6 +14,7 @@
 // the matmul ones report wall time, since the GEMMs run on several threads.
 // Run: build-bench/bench/bench_autograd (see bench/run.sh and docs/benchmarks.md).
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 #include <cblas.h>
 #include <immintrin.h>
 
@@ -380,13 +381,29 @@ void BM_Window_Fold(benchmark::State& st) {
 }
 TG_BENCH_THREADS(BM_Window_Fold, "Window/tapegrad_fold");
 
+// A baseline buffer allocated as tapegrad's allocator allocates blocks of 32 MiB or more
+// (2 MiB-aligned, offered to transparent huge pages), so that baselines and tapegrad stream
+// through the same kind of pages.
+struct BaselineBuffer {
+  char* p;
+  explicit BaselineBuffer(size_t bytes, char fill) {
+    const size_t huge = size_t(2) << 20, rounded = (bytes + huge - 1) / huge * huge;
+    p = static_cast<char*>(std::aligned_alloc(huge, rounded));
+    madvise(p, rounded, MADV_HUGEPAGE);
+    std::memset(p, fill, bytes);
+  }
+  ~BaselineBuffer() { std::free(p); }
+  BaselineBuffer(const BaselineBuffer&) = delete;
+  BaselineBuffer& operator=(const BaselineBuffer&) = delete;
+};
+
 // memcpy of kWindowBytes / 2 bytes: reads and writes kWindowBytes in total, counted the same way.
 void BM_Window_Memcpy(benchmark::State& st) {
   const size_t half = size_t(kWindowBytes) / 2;
-  std::vector<char> src(half, 1), dst(half, 0);
+  BaselineBuffer src(half, 1), dst(half, 0);
   for (auto _ : st) {
-    std::memcpy(dst.data(), src.data(), half);
-    benchmark::DoNotOptimize(dst.data());
+    std::memcpy(dst.p, src.p, half);
+    benchmark::DoNotOptimize(dst.p);
     benchmark::ClobberMemory();
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
@@ -398,7 +415,8 @@ BENCHMARK(BM_Window_Memcpy)->Name("Window/memcpy_same_bytes");
 // read bandwidth differs from memcpy's.
 void BM_Window_ReadOnly(benchmark::State& st) {
   const size_t n = size_t(kWindowBytes) / sizeof(float);
-  std::vector<float> src(n, 1.0f);
+  BaselineBuffer buf(n * sizeof(float), 0);
+  const float* src = reinterpret_cast<const float*>(buf.p);
   for (auto _ : st) {
     float acc[16] = {};
     for (size_t i = 0; i + 16 <= n; i += 16)
