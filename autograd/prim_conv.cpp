@@ -88,7 +88,7 @@ void conv_forward(const Conv& c, const T* px, const T* pw, const T* pb, T* py, D
     const T* xn = px + n * c.g.c * plane;
     const T* cols = xn;
     if (scratch) {
-      window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), scratch, 0, c.g.c);
+      window::unfold_planes(c.g, xn, scratch, 0, c.g.c);
       cols = scratch;
     }
     T* yn = py + n * c.o * L;
@@ -191,10 +191,7 @@ Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, c
         for (int64_t gi = 0; gi < c.groups; ++gi)
           gemm(true, false, c.ck(), L, c.og, pw + gi * c.og * c.ck(), c.ck(), pg + (n * c.o + gi * c.og) * L, L, T(0),
                cols + gi * c.ck() * L, L);
-        if (!identity) {
-          std::fill(dxn, dxn + c.g.c * plane, T(0));
-          window::im2col_planes<T, true>(c.g, dxn, scratch, 0, c.g.c);
-        }
+        if (!identity) window::fold_planes(c.g, dxn, scratch, 0, c.g.c);
       });
     });
   }
@@ -237,7 +234,7 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
           const T* xn = px + n * c.g.c * plane;
           const T* cols = xn;
           if (!identity) {
-            window::im2col_planes<T, false>(c.g, const_cast<T*>(xn), typed<T>(scratch), 0, c.g.c);
+            window::unfold_planes(c.g, xn, typed<T>(scratch), 0, c.g.c);
             cols = typed<T>(scratch);
           }
           for (int64_t gi = 0; gi < c.groups; ++gi)

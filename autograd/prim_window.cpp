@@ -116,12 +116,12 @@ void unfold_all(const Geometry& g, const T* img, T* col) {
   detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, block)),
                        [&](int64_t nc0, int64_t nc1) {
     if (!stream) {
-      window::im2col_planes<T, false>(g, const_cast<T*>(img), col, nc0, nc1);
+      window::unfold_planes(g, img, col, nc0, nc1);
       return;
     }
     std::vector<T> buf(static_cast<size_t>(block));
     for (int64_t nc = nc0; nc < nc1; ++nc) {
-      window::im2col_planes<T, false>(g, const_cast<T*>(img + nc * plane), buf.data(), 0, 1);
+      window::unfold_planes(g, img + nc * plane, buf.data(), 0, 1);
       stream_copy(col + nc * block, buf.data(), block);
     }
 #if defined(__AVX__)
@@ -130,54 +130,12 @@ void unfold_all(const Geometry& g, const T* img, T* col) {
   });
 }
 
-template <typename T>
-inline void add_row(T* __restrict dst, const T* __restrict src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
-}
-
-// fold of every plane, planes split between threads: each plane is accumulated into a
-// zero-initialised scratch plane padded by p on every side, so every window row is added whole
-// (no bounds, no clipped tails), then the interior is copied out. y needs no zero-fill.
+// fold of every plane (window::fold_planes), planes split between threads.
 template <typename T>
 void fold_all(const Geometry& g, T* img, const T* col) {
-  const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
-  Geometry pg = g;  // the padded plane's geometry, for the accumulation loop
-  for (size_t i = 0; i < 3; ++i) {
-    pg.in[i] = g.in[i] + 2 * g.p[i];
-    pg.p[i] = 0;
-  }
-  const int64_t pplane = pg.plane();
-  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, K * L)),
-                       [&](int64_t nc0, int64_t nc1) {
-    std::vector<T> pad_buf(static_cast<size_t>(pplane + 64 / sizeof(T)));
-    T* pp = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(pad_buf.data()) + 63) & ~uintptr_t(63));
-    for (int64_t nc = nc0; nc < nc1; ++nc) {
-      std::fill(pp, pp + pplane, T(0));
-      const T* c = col + nc * K * L;
-      for (int64_t kd = 0; kd < g.k[0]; ++kd)
-        for (int64_t kh = 0; kh < g.k[1]; ++kh)
-          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-            const T* src = c + ((kd * g.k[1] + kh) * g.k[2] + kw) * L;
-            const int64_t n = g.out[2], st = g.s[2], row_step = g.s[1] * pg.in[2];
-            for (int64_t od = 0; od < g.out[0]; ++od) {
-              T* dst = pp + ((od * g.s[0] + kd * g.d[0]) * pg.in[1] + kh * g.d[1]) * pg.in[2] + kw * g.d[2];
-              for (int64_t oh = 0; oh < g.out[1]; ++oh, dst += row_step, src += n) {
-                __builtin_prefetch(src + 512);  // the column stream, 2 KB ahead
-                if (st == 1)
-                  add_row(dst, src, n);
-                else
-                  for (int64_t ow = 0; ow < n; ++ow) dst[ow * st] += src[ow];
-              }
-            }
-          }
-      T* out = img + nc * plane;
-      for (int64_t d = 0; d < g.in[0]; ++d)
-        for (int64_t h = 0; h < g.in[1]; ++h) {
-          const T* src = pp + ((d + g.p[0]) * pg.in[1] + h + g.p[1]) * pg.in[2] + g.p[2];
-          std::copy(src, src + g.in[2], out + (d * g.in[1] + h) * g.in[2]);
-        }
-    }
-  });
+  const int64_t work = g.kernel_numel() * g.positions();
+  detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, work)),
+                       [&](int64_t nc0, int64_t nc1) { window::fold_planes(g, img, col, nc0, nc1); });
 }
 
 }  // namespace
@@ -334,7 +292,7 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
                                 shape_str(x.shape())));
     g.out[i] = out;
   }
-  const int64_t plane = g.in[0] * g.in[1] * g.in[2], L = g.positions();
+  const int64_t plane = g.plane(), L = g.positions();
   Shape ys{g.n, g.c, L};
   Tensor y = detail::make_tensor(ys, kInt64);
   // Geometry in locals: the int64 output stores could otherwise alias g's fields.
@@ -386,8 +344,7 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
                   for (int64_t k = 0; k < k2; ++k) {
                     // Windows o whose column o*s2 - p2 + k*d2 lies in [0, w), as in im2col.
                     const int64_t shift = k * d2 - p2;
-                    const int64_t lo = shift >= 0 ? 0 : (-shift + s2 - 1) / s2;
-                    const int64_t hi = w - shift <= 0 ? 0 : std::min(n2, (w - shift - 1) / s2 + 1);
+                    const auto [lo, hi] = window::valid_range(w, n2, shift, s2);
                     if (lo < hi) row_max<T, I>(im + row + shift, s2, lo, hi, row + shift, bv, bi);
                   }
                 }

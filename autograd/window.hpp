@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "tensor.hpp"
@@ -23,6 +24,19 @@ struct Geometry {
 Geometry geometry(int64_t n, int64_t c, const Shape& spatial, const WindowOptions& o, const char* op,
                   const Shape& shape);
 
+template <typename T>
+inline void add_row(T* __restrict dst, const T* __restrict src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+/// The output positions [lo, hi) along one dim (out of them) whose input coordinate
+/// o * s + shift lies in [0, in); lo == hi when none does.
+inline std::pair<int64_t, int64_t> valid_range(int64_t in, int64_t out, int64_t shift, int64_t s) {
+  const int64_t lo = shift >= 0 ? 0 : (-shift + s - 1) / s;
+  const int64_t hi = std::min(out, in - shift <= 0 ? int64_t(0) : (in - shift - 1) / s + 1);
+  return {std::min(lo, hi), hi};
+}
+
 /// unfold when output rows have the input's width and consecutive output rows read consecutive
 /// input rows (stride 1 along h and w, "same" width: 2 p = d (k - 1)): for each kernel offset,
 /// the in-range output rows are one contiguous copy of the plane shifted by the offset; the
@@ -38,12 +52,10 @@ void unfold_rows_flat(const Geometry& g, const T* img, T* col, int64_t nc0, int6
       for (int64_t kh = 0; kh < g.k[1]; ++kh)
         for (int64_t kw = 0; kw < g.k[2]; ++kw) {
           T* row = col + (nc * K + (kd * g.k[1] + kh) * g.k[2] + kw) * L;
-          const int64_t shift = kw * g.d[2] - g.p[2];             // input column = output column + shift
-          const int64_t lo = std::min(w, std::max<int64_t>(0, -shift));  // output columns [lo, hi) in range
-          const int64_t hi = std::max(lo, std::min(w, w - shift));
-          const int64_t row_shift = kh * g.d[1] - g.p[1];          // input row = output row + row_shift
-          const int64_t r0 = std::min(oh_n, std::max<int64_t>(0, -row_shift));
-          const int64_t r1 = std::max(r0, std::min(oh_n, h - row_shift));
+          const int64_t shift = kw * g.d[2] - g.p[2];     // input column = output column + shift
+          const int64_t row_shift = kh * g.d[1] - g.p[1];  // input row = output row + row_shift
+          const auto [lo, hi] = valid_range(w, w, shift, 1);  // output columns in range
+          const auto [r0, r1] = valid_range(h, oh_n, row_shift, 1);
           for (int64_t od = 0; od < g.out[0]; ++od) {
             T* r = row + od * oh_n * w;
             const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
@@ -68,56 +80,86 @@ void unfold_rows_flat(const Geometry& g, const T* img, T* col, int64_t nc0, int6
   }
 }
 
-/// im2col (kFold false: col[(nc * K + k) * L + l] = img window value, 0 in the padding) or its
-/// adjoint col2im (kFold true: img += col) for planes nc in [nc0, nc1), on the calling thread.
-/// img and col point at plane 0; the innermost loop runs over output columns with the
-/// in-bounds range computed once.
-template <typename T, bool kFold>
-void im2col_planes(const Geometry& g, T* img, T* col, int64_t nc0, int64_t nc1) {
+/// im2col: col[(nc * K + k) * L + l] = the window value, 0 in the padding, for planes nc in
+/// [nc0, nc1), on the calling thread. img and col point at plane 0; the innermost loop runs over
+/// output columns with the in-bounds range computed once.
+template <typename T>
+void unfold_planes(const Geometry& g, const T* img, T* col, int64_t nc0, int64_t nc1) {
   const int64_t K = g.kernel_numel(), L = g.positions();
   const int64_t in_numel = g.plane();
-  if (!kFold && g.s[1] == 1 && g.s[2] == 1 && g.out[2] == g.in[2]) {
+  if (g.s[1] == 1 && g.s[2] == 1 && g.out[2] == g.in[2]) {
     unfold_rows_flat(g, img, col, nc0, nc1);
     return;
   }
   for (int64_t nc = nc0; nc < nc1; ++nc) {
-    T* im = img + nc * in_numel;
+    const T* im = img + nc * in_numel;
     for (int64_t kd = 0; kd < g.k[0]; ++kd)
       for (int64_t kh = 0; kh < g.k[1]; ++kh)
         for (int64_t kw = 0; kw < g.k[2]; ++kw) {
           const int64_t kidx = (kd * g.k[1] + kh) * g.k[2] + kw;
           T* row = col + (nc * K + kidx) * L;
-          // Output columns ow whose input column iw = ow*s - p + kw*d lies in [0, in).
           const int64_t shift = kw * g.d[2] - g.p[2];
-          int64_t lo = shift >= 0 ? 0 : (-shift + g.s[2] - 1) / g.s[2];
-          int64_t hi = g.in[2] - shift <= 0 ? 0 : (g.in[2] - shift - 1) / g.s[2] + 1;
-          hi = std::min(hi, g.out[2]);
-          lo = std::min(lo, hi);
+          const auto [lo, hi] = valid_range(g.in[2], g.out[2], shift, g.s[2]);
           for (int64_t od = 0; od < g.out[0]; ++od) {
             const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
             for (int64_t oh = 0; oh < g.out[1]; ++oh) {
               const int64_t ih = oh * g.s[1] - g.p[1] + kh * g.d[1];
               T* r = row + (od * g.out[1] + oh) * g.out[2];
-              const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-              if (!inside) {
-                if (!kFold) std::fill(r, r + g.out[2], T(0));
+              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+                std::fill(r, r + g.out[2], T(0));
                 continue;
               }
-              T* src = im + (id * g.in[1] + ih) * g.in[2] + shift;
+              const T* src = im + (id * g.in[1] + ih) * g.in[2] + shift;
               const int64_t st = g.s[2];
-              if (kFold) {
-                for (int64_t ow = lo; ow < hi; ++ow) src[ow * st] += r[ow];
-              } else {
-                std::fill(r, r + lo, T(0));
-                if (st == 1)
-                  std::copy(src + lo, src + hi, r + lo);
-                else
-                  for (int64_t ow = lo; ow < hi; ++ow) r[ow] = src[ow * st];
-                std::fill(r + hi, r + g.out[2], T(0));
-              }
+              std::fill(r, r + lo, T(0));
+              if (st == 1)
+                std::copy(src + lo, src + hi, r + lo);
+              else
+                for (int64_t ow = lo; ow < hi; ++ow) r[ow] = src[ow * st];
+              std::fill(r + hi, r + g.out[2], T(0));
             }
           }
         }
+  }
+}
+
+/// col2im, the adjoint of unfold_planes: img[nc] = the sum of the windows' columns, for planes
+/// nc in [nc0, nc1), on the calling thread. Each plane is accumulated into a zero-initialised
+/// scratch plane padded by p on every side, so every window row is added whole (no bounds, no
+/// clipped tails), then the interior is copied out: img needs no zero-fill.
+template <typename T>
+void fold_planes(const Geometry& g, T* img, const T* col, int64_t nc0, int64_t nc1) {
+  const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
+  std::array<int64_t, 3> pin{};  // the padded plane's extent
+  for (size_t i = 0; i < 3; ++i) pin[i] = g.in[i] + 2 * g.p[i];
+  const int64_t pplane = pin[0] * pin[1] * pin[2];
+  std::vector<T> pad_buf(static_cast<size_t>(pplane + 64 / int64_t(sizeof(T))));
+  T* pp = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(pad_buf.data()) + 63) & ~uintptr_t(63));
+  const int64_t n = g.out[2], st = g.s[2], row_step = g.s[1] * pin[2];
+  for (int64_t nc = nc0; nc < nc1; ++nc) {
+    std::fill(pp, pp + pplane, T(0));
+    const T* c = col + nc * K * L;
+    for (int64_t kd = 0; kd < g.k[0]; ++kd)
+      for (int64_t kh = 0; kh < g.k[1]; ++kh)
+        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+          const T* src = c + ((kd * g.k[1] + kh) * g.k[2] + kw) * L;
+          for (int64_t od = 0; od < g.out[0]; ++od) {
+            T* dst = pp + ((od * g.s[0] + kd * g.d[0]) * pin[1] + kh * g.d[1]) * pin[2] + kw * g.d[2];
+            for (int64_t oh = 0; oh < g.out[1]; ++oh, dst += row_step, src += n) {
+              __builtin_prefetch(src + 512);  // the column stream, 2 KB ahead
+              if (st == 1)
+                add_row(dst, src, n);
+              else
+                for (int64_t ow = 0; ow < n; ++ow) dst[ow * st] += src[ow];
+            }
+          }
+        }
+    T* out = img + nc * plane;
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h) {
+        const T* src = pp + ((d + g.p[0]) * pin[1] + h + g.p[1]) * pin[2] + g.p[2];
+        std::copy(src, src + g.in[2], out + (d * g.in[1] + h) * g.in[2]);
+      }
   }
 }
 

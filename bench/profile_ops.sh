@@ -24,8 +24,8 @@ import re, sys
 groups = [  # (label, regex on the symbol); first match wins
     ("kernel (page faults, scheduling)", r"\[k\]"),
     ("conv / linear GEMM (OpenBLAS sgemm kernels and packing)", r"sgemm|sger|saxpy"),
-    ("unfold (im2col) inside conv; memcpy (mostly its copies)", r"unfold_rows_flat|im2col_planes<float, false>|__memmove|memcpy"),
-    ("fold (col2im)", r"im2col_planes<float, true>|fold_all"),
+    ("unfold (im2col) inside conv; memcpy (mostly its copies)", r"unfold_rows_flat|unfold_planes|__memmove|memcpy"),
+    ("fold (col2im)", r"fold_planes|fold_all"),
     ("max pool: window_argmax", r"window_argmax"),
     ("max pool: gather / scatter_add (and cross-entropy pick)", r"gather|scatter_add|index_rows"),
     ("batch norm: moments (statistics)", r"moments"),
