@@ -115,6 +115,20 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   }
   return out;
 }
+
+std::vector<int64_t> sum_to_dims(const Shape& from, const Shape& to, const char* op) {
+  if (to.size() > from.size())
+    throw Error(fmt::format("{}: cannot reduce shape {} to {}", op, shape_str(from), shape_str(to)));
+  const size_t lead = from.size() - to.size();
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (i >= lead && to[i - lead] == from[i]) continue;
+    if (i >= lead && to[i - lead] != 1)
+      throw Error(fmt::format("{}: cannot reduce shape {} to {}", op, shape_str(from), shape_str(to)));
+    dims.push_back(int64_t(i));
+  }
+  return dims;
+}
 }  // namespace detail
 
 // ---- arithmetic ----

@@ -143,20 +143,7 @@ Tensor expand(const Tensor& x, const Shape& s) {
 // The one place a gradient is reduced back to a broadcast operand's shape: the VJP of expand,
 // and of the broadcast binary primitives. s may have fewer dims than g (leading dims summed).
 Tensor sum_to(const Tensor& g, const Shape& s) {
-  if (s.size() > size_t(g.dim()))
-    throw Error(fmt::format("sum_to: cannot reduce shape {} to {}", shape_str(g.shape()), shape_str(s)));
-  const size_t lead = size_t(g.dim()) - s.size();
-  std::vector<int64_t> dims;
-  for (size_t i = 0; i < size_t(g.dim()); ++i) {
-    if (i < lead) {
-      dims.push_back(int64_t(i));
-      continue;
-    }
-    if (s[i - lead] == g.shape()[i]) continue;
-    if (s[i - lead] != 1)
-      throw Error(fmt::format("sum_to: cannot reduce shape {} to {}", shape_str(g.shape()), shape_str(s)));
-    dims.push_back(int64_t(i));
-  }
+  const std::vector<int64_t> dims = detail::sum_to_dims(g.shape(), s, "sum_to");
   if (dims.empty()) return g;
   Tensor r = prim::sum(g, dims);
   return r.shape() == s ? r : prim::reshape(r, s);

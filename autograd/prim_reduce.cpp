@@ -212,17 +212,7 @@ Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s) {
   if (!a.defined() || !b.defined() || a.shape() != b.shape() || a.dtype() != b.dtype())
     throw Error(fmt::format("mul_sum_to: expected two tensors of one shape and dtype, got {} and {}",
                             a.defined() ? shape_str(a.shape()) : "undefined", b.defined() ? shape_str(b.shape()) : "undefined"));
-  // The dims sum_to reduces (leading dims, and dims where s has 1).
-  if (s.size() > size_t(a.dim()))
-    throw Error(fmt::format("mul_sum_to: cannot reduce shape {} to {}", shape_str(a.shape()), shape_str(s)));
-  const size_t lead = size_t(a.dim()) - s.size();
-  std::vector<int64_t> dims;
-  for (size_t i = 0; i < size_t(a.dim()); ++i) {
-    if (i >= lead && s[i - lead] == a.shape()[i]) continue;
-    if (i >= lead && s[i - lead] != 1)
-      throw Error(fmt::format("mul_sum_to: cannot reduce shape {} to {}", shape_str(a.shape()), shape_str(s)));
-    dims.push_back(int64_t(i));
-  }
+  const std::vector<int64_t> dims = detail::sum_to_dims(a.shape(), s, "mul_sum_to");
   const GroupPlan plan(a.shape(), dims);
   Tensor y = detail::make_tensor(s, a.dtype());
   dispatch(a.dtype(), [&](auto z) {

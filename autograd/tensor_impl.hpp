@@ -41,6 +41,10 @@ const char* blas_core_name();
 void ensure_blas_core();
 /// NumPy broadcast of two shapes; throws naming `op` and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+/// The dims of `from` that summing back to `to` (the reverse of broadcasting) reduces: the
+/// leading dims `to` lacks and the dims where `to` has 1; throws naming `op` when `to` is not
+/// a broadcast source of `from`.
+std::vector<int64_t> sum_to_dims(const Shape& from, const Shape& to, const char* op);
 /// A fresh, uninitialised tensor of shape s.
 Tensor make_tensor(const Shape& s, Dtype d);
 /// A tensor sharing `storage` with shape s (numel must fit).
