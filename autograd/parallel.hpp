@@ -2,8 +2,10 @@
 // Internal: the library's own thread pool. tg::set_num_threads(n) sizes it (n - 1 workers plus
 // the calling thread) and OpenBLAS together, so one setting owns the cores. Kernels split
 // large loops with parallel_for; small ones run inline (a wake-up costs more than they do).
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 namespace tg::detail {
 
@@ -26,5 +28,22 @@ inline void parallel_for(int64_t n, int64_t grain, const F& fn) {
 /// Threads the pool may use (tg::get_num_threads()).
 int pool_threads();
 void set_pool_threads(int n);
+
+/// A sum over items [0, n) into out[0, numel), split between threads and independent of timing:
+/// the items are cut into min(threads, n) contiguous chunks, chunk c runs fn(i0, i1, buffer) to
+/// accumulate its items into its own buffer (chunk 0 into out itself, the others into zeroed
+/// scratch), and the buffers are then added into out in chunk order.
+template <typename T, typename F>
+void chunked_sum(int64_t n, T* out, int64_t numel, const F& fn) {
+  const int64_t chunks = std::min<int64_t>(pool_threads(), n);
+  if (chunks <= 0) return;
+  std::vector<std::vector<T>> partial(size_t(chunks - 1), std::vector<T>(size_t(numel)));
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      fn(n * c / chunks, n * (c + 1) / chunks, c == 0 ? out : partial[size_t(c - 1)].data());
+  });
+  for (const auto& buf : partial)
+    for (int64_t j = 0; j < numel; ++j) out[j] += buf[size_t(j)];
+}
 
 }  // namespace tg::detail

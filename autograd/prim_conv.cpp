@@ -218,35 +218,24 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
     const T* pg = typed<T>(g);
     const T* px = typed<T>(x);
     T* pdw = typed<T>(dw);
-    const int64_t wn = dw.numel();
-    // Each thread accumulates its share of the batch into its own buffer (the first into dw);
-    // the buffers are added in a fixed order, so the result does not depend on timing.
-    const int64_t chunks = std::min<int64_t>(detail::pool_threads(), c.g.n);
-    std::vector<Tensor> partial;
-    for (int64_t i = 1; i < chunks; ++i) partial.push_back(zeros(w_shape, g.dtype()));
     const bool identity = c.identity();
-    detail::parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    // Each chunk of the batch accumulates into its own zeroed buffer (the first into dw), added
+    // in a fixed order (detail::chunked_sum): the result does not depend on timing.
+    detail::chunked_sum(c.g.n, pdw, dw.numel(), [&](int64_t n0, int64_t n1, T* out) {
       Tensor scratch;
       if (!identity) scratch = detail::make_tensor({c.cols()}, g.dtype());
-      for (int64_t ch = c0; ch < c1; ++ch) {
-        T* out = ch == 0 ? pdw : typed<T>(partial[size_t(ch - 1)]);
-        for (int64_t n = c.g.n * ch / chunks; n < c.g.n * (ch + 1) / chunks; ++n) {
-          const T* xn = px + n * c.g.c * plane;
-          const T* cols = xn;
-          if (!identity) {
-            window::unfold_planes(c.g, xn, typed<T>(scratch), 0, c.g.c);
-            cols = typed<T>(scratch);
-          }
-          for (int64_t gi = 0; gi < c.groups; ++gi)
-            gemm(false, true, c.og, c.ck(), L, pg + (n * c.o + gi * c.og) * L, L, cols + gi * c.ck() * L, L, T(1),
-                 out + gi * c.og * c.ck(), c.ck());
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* xn = px + n * c.g.c * plane;
+        const T* cols = xn;
+        if (!identity) {
+          window::unfold_planes(c.g, xn, typed<T>(scratch), 0, c.g.c);
+          cols = typed<T>(scratch);
         }
+        for (int64_t gi = 0; gi < c.groups; ++gi)
+          gemm(false, true, c.og, c.ck(), L, pg + (n * c.o + gi * c.og) * L, L, cols + gi * c.ck() * L, L, T(1),
+               out + gi * c.og * c.ck(), c.ck());
       }
     });
-    for (const Tensor& t : partial) {
-      const T* q = typed<T>(t);
-      for (int64_t j = 0; j < wn; ++j) pdw[j] += q[j];
-    }
   });
   // Bilinear in (g, x): each factor's gradient is a convolution with the other.
   return detail::record("conv_weight_grad", dw, {g, x}, [g, x, o, groups](const Tensor& gg, const Tensor&, Needs need) {

@@ -117,20 +117,12 @@ Tensor matmul_reduce(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     T* py = typed<T>(y);
     if (p.k == 0) return;
     const int64_t lda = a.size(-1), ldb = b.size(-1);
-    // Each thread accumulates its share of the batch into its own buffer (the first into y); the
-    // buffers are then added, in a fixed order, so the result does not depend on timing.
-    const int64_t chunks = std::min<int64_t>(detail::pool_threads(), p.entries);
-    std::vector<std::vector<T>> partial(size_t(std::max<int64_t>(chunks - 1, 0)), std::vector<T>(size_t(p.m * p.n)));
-    detail::parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        T* out = c == 0 ? py : partial[size_t(c - 1)].data();
-        const int64_t e0 = p.entries * c / chunks, e1 = p.entries * (c + 1) / chunks;
-        for (int64_t i = e0; i < e1; ++i)
-          gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(i > e0 ? 1 : 0), out, p.n);
-      }
+    // Each chunk of the batch accumulates into its own buffer, added in a fixed order
+    // (detail::chunked_sum): the result does not depend on timing.
+    detail::chunked_sum(p.entries, py, p.m * p.n, [&](int64_t e0, int64_t e1, T* out) {
+      for (int64_t i = e0; i < e1; ++i)
+        gemm(ta, tb, p.m, p.n, p.k, pa + i * p.stride_a, lda, pb + i * p.stride_b, ldb, T(i > e0 ? 1 : 0), out, p.n);
     });
-    for (const auto& buf : partial)
-      for (int64_t j = 0; j < p.m * p.n; ++j) py[j] += buf[size_t(j)];
   });
   return detail::record("matmul_reduce", y, {a, b}, matmul_vjp(a, b, ta, tb));
 }
