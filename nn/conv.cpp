@@ -80,14 +80,12 @@ Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, cons
   auto stride = per_dim(o.stride(), nsp, op, "stride"), padding = per_dim(o.padding(), nsp, op, "padding");
   auto dilation = per_dim(o.dilation(), nsp, op, "dilation"), out_pad = per_dim(o.output_padding(), nsp, op, "output_padding");
   Shape out_size;
-  int64_t l = 1;
   for (int64_t d = 0; d < nsp; ++d) {
     const size_t i = size_t(d);
     if (out_pad[i] >= std::max(stride[i], dilation[i]) || out_pad[i] < 0)
       throw Error(fmt::format("{}: output_padding {} must be smaller than stride {} or dilation {}", op, out_pad[i],
                               stride[i], dilation[i]));
     const int64_t in = x.size(2 + d);
-    l *= in;
     out_size.push_back((in - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + out_pad[i] + 1);
     if (out_size.back() < 1)
       throw Error(fmt::format("{}: the output size {} is not positive (input {})", op, shape_str(out_size),
@@ -112,7 +110,7 @@ Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, cons
     if (!direct) q[i] = std::max<int64_t>(padding[i] - out_pad[i], 0);
     full.push_back(direct ? out_size[i] : (x.size(2 + d) - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 - 2 * q[i]);
   }
-  Tensor y = prim::conv_input_grad(x, w, full, direct ? win : WindowOptions(win).padding(q), g);
+  Tensor y = prim::conv_input_grad(x, w, full, WindowOptions(win).padding(q), g);  // q = p when direct
   for (int64_t d = 0; d < nsp && !direct; ++d) {
     const size_t i = size_t(d);
     const int64_t start = padding[i] - q[i], have = y.size(2 + d) - start;
