@@ -10,10 +10,17 @@
 // never materialised for the batch, and the tape keeps x and W instead of it, so a conv layer's
 // saved state is its input, as in PyTorch. See docs/design.md ("Primitives added for speed and
 // memory").
+//
+// For float32 at stride 1 on AVX-512, conv and conv_weight_grad (and so conv_input_grad, which
+// is a conv there) skip the unfold and OpenBLAS: conv_direct.hpp's kernels read the windows
+// straight from zero-padded planes.
 #include <fmt/format.h>
+
+#include <type_traits>
 
 #include "autograd.hpp"
 #include "blas.hpp"
+#include "conv_direct.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "primitives.hpp"
@@ -79,10 +86,43 @@ void per_sample(const Conv& c, bool need_scratch, Dtype dtype, F f) {
   });
 }
 
+// The direct kernels' plan, or false: stride > 1, or a shape they would pad too much (see
+// direct::make_plan); float64 never asks.
+bool direct_plan(const Conv& c, bool weight_grad, direct::Plan& pl) {
+  return c.g.s == std::array<int64_t, 3>{1, 1, 1} &&
+         direct::make_plan(c.cg, c.og, c.groups, c.g.in, c.g.out, c.g.k, c.g.d, c.g.p, weight_grad, pl);
+}
+
+// Per-thread zero-padded planes for one sample: the borders are zeroed once here and never
+// written by pad_sample, so each sample only copies its interior.
+Tensor padded_planes(const direct::Plan& pl) {
+  Tensor t = detail::make_tensor({pl.padded_floats()}, Dtype::Float32);
+  std::fill(typed<float>(t), typed<float>(t) + pl.padded_floats(), 0.0f);
+  return t;
+}
+
+void conv_forward_direct(const Conv& c, const direct::Plan& pl, const float* px, const float* pw, const float* pb,
+                         float* py) {
+  Tensor packed = detail::make_tensor({pl.groups * pl.og8 * pl.kk}, Dtype::Float32);
+  direct::pack_weights(pl, pw, typed<float>(packed));
+  const int64_t plane = c.g.plane(), L = c.g.positions();
+  detail::parallel_for(c.g.n, 1, [&](int64_t n0, int64_t n1) {
+    Tensor pad = padded_planes(pl);
+    for (int64_t n = n0; n < n1; ++n) {
+      direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
+      direct::forward_sample(pl, typed<float>(pad), typed<float>(packed), pb, py + n * c.o * L);
+    }
+  });
+}
+
 // y[n] = W_g @ unfold(x[n])_g (+ bias per output channel) for every sample and group: the
 // forward of conv. The bias initialises the output rows and the GEMM accumulates onto it.
 template <typename T>
 void conv_forward(const Conv& c, const T* px, const T* pw, const T* pb, T* py, Dtype dtype) {
+  if constexpr (std::is_same_v<T, float>) {
+    direct::Plan pl;
+    if (direct_plan(c, false, pl)) return conv_forward_direct(c, pl, px, pw, pb, py);
+  }
   const int64_t L = c.g.positions(), plane = c.g.plane();
   per_sample<T>(c, !c.identity(), dtype, [&](int64_t n, T* scratch) {
     const T* xn = px + n * c.g.c * plane;
@@ -221,6 +261,22 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
     const bool identity = c.identity();
     // Each chunk of the batch accumulates into its own zeroed buffer (the first into dw), added
     // in a fixed order (detail::chunked_sum): the result does not depend on timing.
+    if constexpr (std::is_same_v<T, float>) {
+      direct::Plan pl;
+      if (direct_plan(c, true, pl)) {
+        detail::chunked_sum(c.g.n, pdw, dw.numel(), [&](int64_t n0, int64_t n1, float* out) {
+          Tensor pad = padded_planes(pl);
+          Tensor dwt = zeros({pl.groups * pl.kpad * pl.og16}, Dtype::Float32);
+          Tensor gt = detail::make_tensor({direct::weight_grad_scratch(pl)}, Dtype::Float32);
+          for (int64_t n = n0; n < n1; ++n) {
+            direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
+            direct::weight_grad_sample(pl, pg + n * c.o * L, typed<float>(pad), typed<float>(dwt), typed<float>(gt));
+          }
+          direct::weight_grad_finish(pl, typed<float>(dwt), out);
+        });
+        return;
+      }
+    }
     detail::chunked_sum(c.g.n, pdw, dw.numel(), [&](int64_t n0, int64_t n1, T* out) {
       Tensor scratch;
       if (!identity) scratch = detail::make_tensor({c.cols()}, g.dtype());

@@ -1,0 +1,70 @@
+#pragma once
+// Internal: direct (implicit-GEMM) convolution kernels for float32, stride 1, on AVX-512.
+//
+// Each sample's input is copied into zero-padded channel planes. On the padded grid an output
+// position q = (od * P1 + oh) * P2 + ow (P = the padded extents) reads its window at
+// q + off(ci, kd, kh, kw), one fixed offset per kernel tap: the unfolded matrix is never built,
+// and its row for a tap is the padded planes shifted by that offset. The positions with ow or oh
+// past the output's extent are computed and discarded (2 of 34 columns for a 32-wide 3x3 "same"
+// conv).
+//
+//   forward:      y[co, q] = sum_k W[co, k] x[q + off[k]]         8 output channels x 48 positions
+//                 per register tile, the weights broadcast, the input loaded as vectors.
+//   weight grad:  dW[co, k] += sum_q g[co, q] x[q + off[k]]       the gradient transposed to
+//                 [q, co] so the tile is a block of taps x 16-64 output channels, the input
+//                 broadcast: no horizontal sums.
+//
+// conv_input_grad at stride 1 is itself a forward convolution, so it uses the forward kernel.
+// Built only when the compiler targets AVX-512 (the default -march=native on this machine);
+// otherwise available() is false and prim_conv.cpp keeps the unfold + OpenBLAS path.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace tg::prim::direct {
+
+struct Plan {
+  int64_t groups = 1, cg = 0, og = 0;          // groups, input and output channels per group
+  std::array<int64_t, 3> in{}, out{}, pin{};   // input, output, padded input extents (3-D)
+  std::array<int64_t, 3> p{};                  // padding
+  int64_t pplane = 0;                          // floats per padded plane
+  int64_t q = 0;                               // grid positions up to the last output + 1
+  int64_t kk = 0;                              // taps per output channel: cg * kernel numel
+  int64_t og8 = 0;                             // og rounded up to the forward tile's 8 rows
+  int64_t og16 = 0, kpad = 0;                  // weight grad: og to 16 lanes, kk to its tile
+  std::vector<int32_t> off;                    // [kpad] tap offsets into one group's planes
+  int64_t padded_floats() const;               // one sample's padded planes (+ read slack)
+};
+
+/// Whether the kernels were compiled in (AVX-512).
+bool available();
+
+/// A plan for x [N, groups * cg, *in] * w [groups * og, cg, *k] at stride 1, or false when the
+/// direct kernels do not apply or would waste more than a quarter of their work on padding rows
+/// (for example depthwise convolutions, or a first layer with one input channel in the weight
+/// gradient): the caller then uses unfold + GEMM.
+bool make_plan(int64_t cg, int64_t og, int64_t groups, const std::array<int64_t, 3>& in,
+               const std::array<int64_t, 3>& out, const std::array<int64_t, 3>& k,
+               const std::array<int64_t, 3>& d, const std::array<int64_t, 3>& p, bool weight_grad, Plan& plan);
+
+/// Copies one sample's channels [c0, c1) into the padded planes (the borders of `padded` must be
+/// zero: fill it once, the copies never touch them).
+void pad_sample(const Plan& pl, const float* x, float* padded, int64_t c0, int64_t c1);
+
+/// The weights [groups * og, kk] in the forward tile's layout: [groups][og8 / 8][kk][8], zero rows
+/// beyond og. `packed` has groups * og8 * kk floats.
+void pack_weights(const Plan& pl, const float* w, float* packed);
+
+/// y[n] (all groups) from a padded sample, plus the bias when given.
+void forward_sample(const Plan& pl, const float* padded, const float* packed, const float* bias, float* y);
+
+/// Floats of scratch weight_grad_sample needs: the transposed gradient of one group.
+int64_t weight_grad_scratch(const Plan& pl);
+
+/// dwt[group][kpad][og16] += the sample's weight gradient, transposed.
+void weight_grad_sample(const Plan& pl, const float* g, const float* padded, float* dwt, float* scratch);
+
+/// dw[group * og + o][k] += dwt[group][k][o].
+void weight_grad_finish(const Plan& pl, const float* dwt, float* dw);
+
+}  // namespace tg::prim::direct
