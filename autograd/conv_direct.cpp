@@ -23,7 +23,7 @@ constexpr int64_t kRows = 8;     // forward tile: output channels
 constexpr int64_t kVecs = 3;     // forward tile: 16-float vectors of positions
 constexpr int64_t kLanes = 16;
 constexpr int64_t kTapPad = 24;  // weight-grad tiles take 6, 8 or 12 taps: kk is padded to 24
-constexpr int64_t kChunk = 48;   // weight grad: positions per pass (gradient + input rows in L1)
+constexpr int64_t kChunk = 128;  // weight grad: positions per pass (measured: 48-512, best 128)
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -96,7 +96,7 @@ void weight_grad_finish(const Plan& pl, const float* dwt, float* dw) {
       for (int64_t k = 0; k < pl.kk; ++k) dw[(g * pl.og + o) * pl.kk + k] += dwt[(g * pl.kpad + k) * pl.og16 + o];
 }
 
-int64_t weight_grad_scratch(const Plan& pl) { return round_up(pl.q, kChunk) * pl.og16 + kLanes; }
+int64_t weight_grad_scratch(const Plan& pl) { return pl.q * pl.og16; }
 
 #if TG_DIRECT_CONV
 namespace {
@@ -155,36 +155,6 @@ void forward_tile(const float* __restrict a, const float* __restrict x, const in
         for (int s = 0; s < nseg[v]; ++s) _mm512_mask_storeu_ps(y + r * ldy + seg[v][s].y, seg[v][s].mask, acc[r][v]);
 }
 
-// acc[j][v] (taps x output channels) += sum_{q in [q0, q1)} x[off[j] + q] gt[q][16 v]: the
-// weight gradient, transposed, of KB taps and 16 NV channels.
-template <int KB, int NV>
-void weight_tile(const float* __restrict x, const int32_t* __restrict off, const float* __restrict gt, int64_t ldg,
-                 int64_t q0, int64_t q1, float* __restrict dwt, int64_t ldd) {
-  __m512 acc[KB][NV];
-  const float* xs[KB];
-#pragma GCC unroll 12
-  for (int j = 0; j < KB; ++j) {
-    xs[j] = x + off[j];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_loadu_ps(dwt + j * ldd + v * kLanes);
-  }
-  for (int64_t q = q0; q < q1; ++q) {
-    __m512 gv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) gv[v] = _mm512_loadu_ps(gt + q * ldg + v * kLanes);
-#pragma GCC unroll 12
-    for (int j = 0; j < KB; ++j) {
-      const __m512 xb = _mm512_set1_ps(xs[j][q]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xb, gv[v], acc[j][v]);
-    }
-  }
-#pragma GCC unroll 12
-  for (int j = 0; j < KB; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(dwt + j * ldd + v * kLanes, acc[j][v]);
-}
-
 // dst[j * ldd + i] = src[i * lds + j] for a rows x cols block (at most 16 x 16), zero for rows
 // i >= `rows`; 16 x 16 in registers (unpack, then 128-bit lane shuffles).
 void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
@@ -213,10 +183,49 @@ void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, 
   for (int j = 0; j < cols; ++j) _mm512_storeu_ps(dst + j * ldd, r[j]);
 }
 
+// Positions [q0, q1) of the grid: one output row, or a piece of one.
+struct Span {
+  int64_t q0, q1;
+};
+
+// acc[j][v] (taps x output channels) += sum over the spans' positions q of x[off[j] + q] gt[q][16 v]:
+// the weight gradient, transposed, of KB taps and 16 NV channels. Only output positions are
+// visited, so gt needs no zeros for the discarded ones.
 template <int KB, int NV>
-void weight_taps(const Plan& pl, const float* x, const float* gt, int64_t q0, int64_t q1, float* dwt, int64_t c0) {
+void weight_tile(const float* __restrict x, const int32_t* __restrict off, const float* __restrict gt, int64_t ldg,
+                 const Span* spans, int64_t nspans, float* __restrict dwt, int64_t ldd) {
+  __m512 acc[KB][NV];
+  const float* xs[KB];
+#pragma GCC unroll 12
+  for (int j = 0; j < KB; ++j) {
+    xs[j] = x + off[j];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_loadu_ps(dwt + j * ldd + v * kLanes);
+  }
+  for (int64_t s = 0; s < nspans; ++s)
+    for (int64_t q = spans[s].q0; q < spans[s].q1; ++q) {
+      __m512 gv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) gv[v] = _mm512_loadu_ps(gt + q * ldg + v * kLanes);
+#pragma GCC unroll 12
+      for (int j = 0; j < KB; ++j) {
+        const __m512 xb = _mm512_set1_ps(xs[j][q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(xb, gv[v], acc[j][v]);
+      }
+    }
+#pragma GCC unroll 12
+  for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(dwt + j * ldd + v * kLanes, acc[j][v]);
+}
+
+// dW[16 v ...][every tap] for the channels from c0: the tap blocks of one tile shape.
+template <int KB, int NV>
+void weight_taps(const Plan& pl, const float* x, const float* gt, const Span* spans, int64_t nspans, float* dwt,
+                 int64_t c0) {
   for (int64_t k = 0; k < pl.kpad; k += KB)
-    weight_tile<KB, NV>(x, pl.off.data() + k, gt + c0, pl.og16, q0, q1, dwt + k * pl.og16 + c0, pl.og16);
+    weight_tile<KB, NV>(x, pl.off.data() + k, gt + c0, pl.og16, spans, nspans, dwt + k * pl.og16 + c0, pl.og16);
 }
 
 }  // namespace
@@ -251,32 +260,48 @@ void forward_sample(const Plan& pl, const float* padded, const float* packed, co
 }
 
 void weight_grad_sample(const Plan& pl, const float* g, const float* padded, float* dwt, float* gt) {
-  const int64_t L = pl.out[0] * pl.out[1] * pl.out[2], qn = pl.q;
+  const int64_t L = pl.out[0] * pl.out[1] * pl.out[2];
+  // The output rows on the grid, cut into passes of about kChunk positions (whole rows when they
+  // fit): each pass's gradient and input rows stay in L1 while every tap block runs over them.
+  std::vector<Span> spans;
+  std::vector<size_t> pass_start{0};
+  int64_t in_pass = 0;
+  for (int64_t od = 0; od < pl.out[0]; ++od)
+    for (int64_t oh = 0; oh < pl.out[1]; ++oh)
+      for (int64_t ow = 0; ow < pl.out[2]; ow += kChunk) {
+        const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2] + ow, n = std::min(kChunk, pl.out[2] - ow);
+        if (in_pass > 0 && in_pass + n > kChunk) {
+          pass_start.push_back(spans.size());
+          in_pass = 0;
+        }
+        spans.push_back({q, q + n});
+        in_pass += n;
+      }
+  pass_start.push_back(spans.size());
   for (int64_t gi = 0; gi < pl.groups; ++gi) {
-    // gt[q][o] = g[o] at grid position q, by 16 x 16 blocks transposed in registers (a gather per
-    // position was slower than the tiles it feeds); zero at discarded positions and padding channels.
+    // gt[q][o] = g[o] at each output position q of the grid, by 16 x 16 blocks transposed in
+    // registers (a gather per position was slower than the tiles it feeds); zero padding channels.
     const float* gg = g + gi * pl.og * L;
-    for (int64_t r = 0, q = 0; q < qn; ++r, q += pl.pin[2]) {
-      const int64_t od = r / pl.pin[1], oh = r % pl.pin[1];
-      const int64_t valid = od < pl.out[0] && oh < pl.out[1] ? std::min(pl.out[2], pl.q - q) : 0;
-      for (int64_t ow = valid; ow < std::min(pl.pin[2], qn - q); ++ow)
-        std::fill(gt + (q + ow) * pl.og16, gt + (q + ow + 1) * pl.og16, 0.0f);
-      const float* src = gg + (od * pl.out[1] + oh) * pl.out[2];
-      for (int64_t w0 = 0; w0 < valid; w0 += kLanes)
-        for (int64_t c0 = 0; c0 < pl.og16; c0 += kLanes)
-          transpose_block(src + c0 * L + w0, L, std::min(kLanes, pl.og - c0), std::min(kLanes, valid - w0),
-                          gt + (q + w0) * pl.og16 + c0, pl.og16);
-    }
+    for (int64_t od = 0; od < pl.out[0]; ++od)
+      for (int64_t oh = 0; oh < pl.out[1]; ++oh) {
+        const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2];
+        const float* src = gg + (od * pl.out[1] + oh) * pl.out[2];
+        for (int64_t w0 = 0; w0 < pl.out[2]; w0 += kLanes)
+          for (int64_t c0 = 0; c0 < pl.og16; c0 += kLanes)
+            transpose_block(src + c0 * L + w0, L, std::min(kLanes, pl.og - c0), std::min(kLanes, pl.out[2] - w0),
+                            gt + (q + w0) * pl.og16 + c0, pl.og16);
+      }
     const float* xg = padded + gi * pl.cg * pl.pplane;
     float* dg = dwt + gi * pl.kpad * pl.og16;
-    for (int64_t q0 = 0; q0 < qn; q0 += kChunk) {
-      const int64_t q1 = std::min(q0 + kChunk, qn);
+    for (size_t p = 0; p + 1 < pass_start.size(); ++p) {
+      const Span* sp = spans.data() + pass_start[p];
+      const int64_t ns = int64_t(pass_start[p + 1] - pass_start[p]);
       for (int64_t c0 = 0; c0 < pl.og16; c0 += 4 * kLanes) {
         switch (std::min<int64_t>(4, (pl.og16 - c0) / kLanes)) {
-          case 4: weight_taps<6, 4>(pl, xg, gt, q0, q1, dg, c0); break;
-          case 3: weight_taps<8, 3>(pl, xg, gt, q0, q1, dg, c0); break;
-          case 2: weight_taps<12, 2>(pl, xg, gt, q0, q1, dg, c0); break;
-          default: weight_taps<12, 1>(pl, xg, gt, q0, q1, dg, c0); break;
+          case 4: weight_taps<6, 4>(pl, xg, gt, sp, ns, dg, c0); break;
+          case 3: weight_taps<8, 3>(pl, xg, gt, sp, ns, dg, c0); break;
+          case 2: weight_taps<12, 2>(pl, xg, gt, sp, ns, dg, c0); break;
+          default: weight_taps<12, 1>(pl, xg, gt, sp, ns, dg, c0); break;
         }
       }
     }
