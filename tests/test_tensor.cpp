@@ -708,3 +708,37 @@ TEST_CASE("unfold of a large batch (streamed to memory) equals the per-sample un
   // Each interior pixel is covered by all 9 windows: fold(unfold(x)) = 9 x there.
   CHECK(back.to_vector<float>()[size_t(132)] == doctest::Approx(9.0f * x.to_vector<float>()[size_t(132)]));
 }
+
+TEST_CASE("fold in float32 (gathered at stride 1) equals fold in float64 (scattered)") {
+  // Rows wider than one 128-float pass, padding on one side only, dilation, 1-D and 3-D windows,
+  // kernels wider than the image with padding; stride 2 scatters in both dtypes.
+  struct Row {
+    tg::Shape out;
+    tg::WindowOptions o;
+    int64_t c;
+  };
+  const std::vector<Row> rows = {
+      {{5, 150}, tg::WindowOptions({3}).padding({1}), 3},
+      {{7, 9}, tg::WindowOptions({3, 5}).padding({0, 2}).dilation({2, 1}), 2},
+      {{40}, tg::WindowOptions({4}).padding({3}).dilation({3}), 2},
+      {{3, 4, 19}, tg::WindowOptions({3}).padding({1}), 2},
+      {{6, 6}, tg::WindowOptions({3}).padding({1}).stride({2}), 3},
+  };
+  tg::manual_seed(11);
+  for (const Row& r : rows) {
+    Tensor x = tg::randn([&] { tg::Shape s{2, r.c}; s.insert(s.end(), r.out.begin(), r.out.end()); return s; }(),
+                         tg::kFloat64);
+    Tensor cols = tg::unfold(x, r.o);
+    Tensor f64 = tg::fold(cols, r.out, r.o), f32 = tg::fold(cols.to(tg::kFloat32), r.out, r.o);
+    REQUIRE(f32.shape() == f64.shape());
+    const auto a = f32.to_vector<float>();
+    const auto b = f64.to_vector<double>();
+    double err = 0;
+    double scale = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      err = std::max(err, std::fabs(double(a[i]) - b[i]));
+      scale = std::max(scale, std::fabs(b[i]));
+    }
+    CHECK(err < 1e-6 * scale);
+  }
+}
