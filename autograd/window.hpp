@@ -4,13 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <type_traits>
 #include <utility>
 #include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "tensor.hpp"
 
@@ -128,69 +123,12 @@ void unfold_planes(const Geometry& g, const T* img, T* col, int64_t nc0, int64_t
   }
 }
 
-#if defined(__AVX512F__)
-/// col2im at stride 1 in float32, gathered: each image row is the sum of the window rows that
-/// land on it (one per kernel offset whose output row is in range), accumulated in registers,
-/// 128 floats at a time, and stored once. No scratch plane, no zero fill, no copy out; the column
-/// rows are read with masked loads that clip them to the image. At stride 1 every window row
-/// lands on one image row whole, which is what makes this a gather.
-inline void fold_rows_gather(const Geometry& g, float* img, const float* col, int64_t nc0, int64_t nc1) {
-  static constexpr int64_t kV = 8, kL = 16;  // vectors per pass, lanes
-  const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane(), in2 = g.in[2], out2 = g.out[2];
-  auto lanes = [](int64_t a, int64_t b) {  // the mask of lanes [a, b) within [0, 16)
-    a = std::max<int64_t>(a, 0);
-    b = std::min<int64_t>(b, kL);
-    return a >= b ? __mmask16(0) : __mmask16(((1u << b) - 1u) & ~((1u << a) - 1u));
-  };
-  for (int64_t nc = nc0; nc < nc1; ++nc)
-    for (int64_t id = 0; id < g.in[0]; ++id)
-      for (int64_t ih = 0; ih < g.in[1]; ++ih) {
-        float* dst = img + nc * plane + (id * g.in[1] + ih) * in2;
-        for (int64_t w0 = 0; w0 < in2; w0 += kV * kL) {
-          __m512 acc[kV];
-#pragma GCC unroll 8
-          for (int v = 0; v < kV; ++v) acc[v] = _mm512_setzero_ps();
-          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-            const int64_t od = id + g.p[0] - kd * g.d[0];
-            if (od < 0 || od >= g.out[0]) continue;
-            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-              const int64_t oh = ih + g.p[1] - kh * g.d[1];
-              if (oh < 0 || oh >= g.out[1]) continue;
-              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                // image column iw takes output column iw + shift, when that is in [0, out2)
-                const int64_t shift = g.p[2] - kw * g.d[2];
-                const int64_t lo = std::max<int64_t>(-shift, 0) - w0, hi = std::min(in2, out2 - shift) - w0;
-                const float* src = col + (nc * K + (kd * g.k[1] + kh) * g.k[2] + kw) * L + (od * g.out[1] + oh) * out2 +
-                                   shift + w0;
-#pragma GCC unroll 8
-                for (int v = 0; v < kV; ++v) {
-                  const __mmask16 m = lanes(lo - v * kL, hi - v * kL);
-                  if (m) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m, src + v * kL));
-                }
-              }
-            }
-          }
-#pragma GCC unroll 8
-          for (int v = 0; v < kV; ++v) {
-            const __mmask16 m = lanes(0, in2 - w0 - v * kL);
-            if (m) _mm512_mask_storeu_ps(dst + w0 + v * kL, m, acc[v]);
-          }
-        }
-      }
-}
-#endif
-
 /// col2im, the adjoint of unfold_planes: img[nc] = the sum of the windows' columns, for planes
-/// nc in [nc0, nc1), on the calling thread. float32 at stride 1 gathers (fold_rows_gather, with
-/// AVX-512). Otherwise each plane is accumulated into a zero-initialised scratch plane padded by
-/// p on every side, so every window row is added whole (no bounds, no clipped tails), then the
-/// interior is copied out: img needs no zero-fill.
+/// nc in [nc0, nc1), on the calling thread. Each plane is accumulated into a zero-initialised
+/// scratch plane padded by p on every side, so every window row is added whole (no bounds, no
+/// clipped tails), then the interior is copied out: img needs no zero-fill.
 template <typename T>
 void fold_planes(const Geometry& g, T* img, const T* col, int64_t nc0, int64_t nc1) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    if (g.s == std::array<int64_t, 3>{1, 1, 1}) return fold_rows_gather(g, img, col, nc0, nc1);
-#endif
   const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
   std::array<int64_t, 3> pin{};  // the padded plane's extent
   for (size_t i = 0; i < 3; ++i) pin[i] = g.in[i] + 2 * g.p[i];
