@@ -710,7 +710,7 @@ TEST_CASE("unfold of a large batch (streamed to memory) equals the per-sample un
 }
 
 TEST_CASE("fold in float32 equals fold in float64") {
-  // Rows wider than one 128-float pass, padding on one side only, dilation, 1-D and 3-D windows,
+  // Wide rows, padding on one side only, dilation, 1-D and 3-D windows,
   // and a stride of 2.
   struct Row {
     tg::Shape out;
