@@ -4,8 +4,13 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
+
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "tensor.hpp"
 
@@ -35,6 +40,33 @@ inline std::pair<int64_t, int64_t> valid_range(int64_t in, int64_t out, int64_t 
   const int64_t lo = shift >= 0 ? 0 : (-shift + s - 1) / s;
   const int64_t hi = std::min(out, in - shift <= 0 ? int64_t(0) : (in - shift - 1) / s + 1);
   return {std::min(lo, hi), hi};
+}
+
+// dst[0, n) = src[0, n), the 64-byte-aligned part of dst with non-temporal stores.
+template <typename T>
+inline void stream_copy(T* dst, const T* src, int64_t n) {
+#if defined(__AVX512F__) || defined(__AVX__)
+  char* d = reinterpret_cast<char*>(dst);
+  const char* s = reinterpret_cast<const char*>(src);
+  int64_t bytes = n * int64_t(sizeof(T));
+  const int64_t head = std::min<int64_t>(bytes, (64 - int64_t(reinterpret_cast<uintptr_t>(d) & 63)) & 63);
+  std::memcpy(d, s, size_t(head));
+  d += head;
+  s += head;
+  bytes -= head;
+  for (; bytes >= 64; bytes -= 64, d += 64, s += 64) {
+#if defined(__AVX512F__)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(s));
+#else
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + 32),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 32)));
+#endif
+  }
+  std::memcpy(d, s, size_t(bytes));
+#else
+  std::memcpy(dst, src, size_t(n) * sizeof(T));
+#endif
 }
 
 /// unfold when output rows have the input's width and consecutive output rows read consecutive
@@ -123,12 +155,44 @@ void unfold_planes(const Geometry& g, const T* img, T* col, int64_t nc0, int64_t
   }
 }
 
+/// unfold_planes written straight to memory, for outputs too large to stay in cache (stride 1
+/// along w): each plane is copied once into a zero-padded scratch plane that stays in L1, and
+/// every output row is then a contiguous run of it, written with non-temporal stores (the
+/// caller fences). One pass over the output and no read-for-ownership of it.
+template <typename T>
+void unfold_planes_stream(const Geometry& g, const T* img, T* col, int64_t nc0, int64_t nc1) {
+  const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
+  std::array<int64_t, 3> pin{};
+  for (size_t i = 0; i < 3; ++i) pin[i] = g.in[i] + 2 * g.p[i];
+  const int64_t pplane = pin[0] * pin[1] * pin[2];
+  std::vector<T> pad(static_cast<size_t>(pplane), T(0));  // the borders stay zero
+  for (int64_t nc = nc0; nc < nc1; ++nc) {
+    const T* im = img + nc * plane;
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h)
+        std::copy(im + (d * g.in[1] + h) * g.in[2], im + (d * g.in[1] + h + 1) * g.in[2],
+                  pad.data() + ((d + g.p[0]) * pin[1] + h + g.p[1]) * pin[2] + g.p[2]);
+    for (int64_t kd = 0; kd < g.k[0]; ++kd)
+      for (int64_t kh = 0; kh < g.k[1]; ++kh)
+        for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+          T* dst = col + (nc * K + (kd * g.k[1] + kh) * g.k[2] + kw) * L;
+          for (int64_t od = 0; od < g.out[0]; ++od)
+            for (int64_t oh = 0; oh < g.out[1]; ++oh, dst += g.out[2])
+              stream_copy(dst,
+                          pad.data() + ((od * g.s[0] + kd * g.d[0]) * pin[1] + oh * g.s[1] + kh * g.d[1]) * pin[2] +
+                              kw * g.d[2],
+                          g.out[2]);
+        }
+  }
+}
+
 /// col2im, the adjoint of unfold_planes: img[nc] = the sum of the windows' columns, for planes
 /// nc in [nc0, nc1), on the calling thread. Each plane is accumulated into a zero-initialised
 /// scratch plane padded by p on every side, so every window row is added whole (no bounds, no
-/// clipped tails), then the interior is copied out: img needs no zero-fill.
+/// clipped tails), then the interior is copied out: img needs no zero-fill. With `stream` the
+/// copy out uses non-temporal stores (the caller fences).
 template <typename T>
-void fold_planes(const Geometry& g, T* img, const T* col, int64_t nc0, int64_t nc1) {
+void fold_planes(const Geometry& g, T* img, const T* col, int64_t nc0, int64_t nc1, bool stream = false) {
   const int64_t K = g.kernel_numel(), L = g.positions(), plane = g.plane();
   std::array<int64_t, 3> pin{};  // the padded plane's extent
   for (size_t i = 0; i < 3; ++i) pin[i] = g.in[i] + 2 * g.p[i];
@@ -158,7 +222,11 @@ void fold_planes(const Geometry& g, T* img, const T* col, int64_t nc0, int64_t n
     for (int64_t d = 0; d < g.in[0]; ++d)
       for (int64_t h = 0; h < g.in[1]; ++h) {
         const T* src = pp + ((d + g.p[0]) * pin[1] + h + g.p[1]) * pin[2] + g.p[2];
-        std::copy(src, src + g.in[2], out + (d * g.in[1] + h) * g.in[2]);
+        T* dst = out + (d * g.in[1] + h) * g.in[2];
+        if (stream)
+          stream_copy(dst, src, g.in[2]);
+        else
+          std::copy(src, src + g.in[2], dst);
       }
   }
 }

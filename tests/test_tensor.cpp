@@ -707,6 +707,21 @@ TEST_CASE("unfold of a large batch (streamed to memory) equals the per-sample un
   CHECK(back.to_vector<float>() == tg::cat(folded, 0).to_vector<float>());
   // Each interior pixel is covered by all 9 windows: fold(unfold(x)) = 9 x there.
   CHECK(back.to_vector<float>()[size_t(132)] == doctest::Approx(9.0f * x.to_vector<float>()[size_t(132)]));
+  // Streamed row by row from a padded plane: padding, dilation along w, stride 2 along h.
+  Tensor x2 = tg::randn({4, 16, 127, 65});
+  const auto o3 = tg::WindowOptions({3, 3}).padding({1, 2}).dilation({1, 2}).stride({2, 1});
+  Tensor all2 = tg::unfold(x2, o3);  // [4, 144, 64 * 65]: 9.6 MB, one sample 2.4 MB
+  std::vector<Tensor> parts2;
+  for (int64_t n = 0; n < 4; ++n) parts2.push_back(tg::unfold(tg::narrow(x2, 0, n, 1), o3));
+  CHECK(all2.to_vector<float>() == tg::cat(parts2, 0).to_vector<float>());
+  // fold streams its own output from 8 MiB: 2 x [16, 251, 263] is 8.4 MB (one sample 4.2 MB);
+  // rows of 263 floats start unaligned. A 1x2 window keeps the input small.
+  const auto o2 = tg::WindowOptions({1, 2}).padding({0, 1});
+  Tensor cols2 = tg::randn({2, 16 * 2, 251 * 264});
+  Tensor big = tg::fold(cols2, {251, 263}, o2);
+  std::vector<Tensor> halves;
+  for (int64_t n = 0; n < 2; ++n) halves.push_back(tg::fold(tg::narrow(cols2, 0, n, 1), {251, 263}, o2));
+  CHECK(big.to_vector<float>() == tg::cat(halves, 0).to_vector<float>());
 }
 
 TEST_CASE("fold in float32 equals fold in float64") {
