@@ -62,6 +62,22 @@ bool make_plan(int64_t cg, int64_t og, int64_t groups, const std::array<int64_t,
   const int64_t L = out[0] * out[1] * out[2];
   if (4 * pl.q > 5 * L + 4 * kVecs * kLanes) return false;
   if (weight_grad ? (4 * pl.og16 > 5 * og || 4 * pl.kpad > 5 * pl.kk) : 4 * pl.og8 > 5 * og) return false;
+  // The weight gradient's passes: output rows cut at kChunk positions, whole rows grouped while
+  // they fit, so each pass's gradient and input rows stay in cache while every tap block runs.
+  pl.pass_start.push_back(0);
+  int64_t in_pass = 0;
+  for (int64_t od = 0; od < out[0]; ++od)
+    for (int64_t oh = 0; oh < out[1]; ++oh)
+      for (int64_t ow = 0; ow < out[2]; ow += kChunk) {
+        const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2] + ow, n = std::min(kChunk, out[2] - ow);
+        if (in_pass > 0 && in_pass + n > kChunk) {
+          pl.pass_start.push_back(pl.spans.size());
+          in_pass = 0;
+        }
+        pl.spans.push_back({q, q + n});
+        in_pass += n;
+      }
+  pl.pass_start.push_back(pl.spans.size());
   pl.off.assign(size_t(pl.kpad), 0);
   for (int64_t ci = 0; ci < cg; ++ci)
     for (int64_t a = 0; a < k[0]; ++a)
@@ -97,6 +113,17 @@ void weight_grad_finish(const Plan& pl, const float* dwt, float* dw) {
 }
 
 int64_t weight_grad_scratch(const Plan& pl) { return pl.q * pl.og16; }
+
+int64_t forward_items(const Plan& pl) { return pl.groups * ((pl.q + kVecs * kLanes - 1) / (kVecs * kLanes)); }
+
+int64_t tap_blocks(const Plan& pl) { return pl.kpad / kTapPad; }
+
+void weight_grad_sample(const Plan& pl, const float* g, const float* padded, float* dwt, float* scratch) {
+  for (int64_t gi = 0; gi < pl.groups; ++gi) {
+    transpose_gradient(pl, g, gi, scratch);
+    weight_grad_taps(pl, scratch, padded, gi, dwt, 0, tap_blocks(pl));
+  }
+}
 
 #if TG_DIRECT_CONV
 namespace {
@@ -183,11 +210,6 @@ void transpose_block(const float* src, int64_t lds, int64_t rows, int64_t cols, 
   for (int j = 0; j < cols; ++j) _mm512_storeu_ps(dst + j * ldd, r[j]);
 }
 
-// Positions [q0, q1) of the grid: one output row, or a piece of one.
-struct Span {
-  int64_t q0, q1;
-};
-
 // acc[j][v] (taps x output channels) += sum over the spans' positions q of x[off[j] + q] gt[q][16 v]:
 // the weight gradient, transposed, of KB taps and 16 NV channels. Only output positions are
 // visited, so gt needs no zeros for the discarded ones.
@@ -223,86 +245,71 @@ void weight_tile(const float* __restrict x, const int32_t* __restrict off, const
 // dW[16 v ...][every tap] for the channels from c0: the tap blocks of one tile shape.
 template <int KB, int NV>
 void weight_taps(const Plan& pl, const float* x, const float* gt, const Span* spans, int64_t nspans, float* dwt,
-                 int64_t c0) {
-  for (int64_t k = 0; k < pl.kpad; k += KB)
+                 int64_t c0, int64_t k0, int64_t k1) {
+  for (int64_t k = k0; k < k1; k += KB)
     weight_tile<KB, NV>(x, pl.off.data() + k, gt + c0, pl.og16, spans, nspans, dwt + k * pl.og16 + c0, pl.og16);
 }
 
 }  // namespace
 
-void forward_sample(const Plan& pl, const float* padded, const float* packed, const float* bias, float* y) {
-  const int64_t L = pl.out[0] * pl.out[1] * pl.out[2];
+void forward_sample(const Plan& pl, const float* padded, const float* packed, const float* bias, float* y,
+                    int64_t i0, int64_t i1) {
+  const int64_t L = pl.out[0] * pl.out[1] * pl.out[2], tiles = forward_items(pl) / pl.groups;
   Segment seg[kVecs][kLanes + 2];
   int nseg[kVecs];
-  for (int64_t g = 0; g < pl.groups; ++g) {
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t g = item / tiles, q0 = item % tiles * kVecs * kLanes;
     const float* xg = padded + g * pl.cg * pl.pplane;
-    for (int64_t q0 = 0; q0 < pl.q; q0 += kVecs * kLanes) {
-      const int nv = int(std::min<int64_t>(kVecs, (pl.q - q0 + kLanes - 1) / kLanes));
-      for (int v = 0; v < nv; ++v) nseg[v] = grid_segments(pl, q0 + v * kLanes, seg[v]);
-      for (int64_t cb = 0; cb < pl.og8; cb += kRows) {
-        const float* a = packed + (g * pl.og8 + cb) * pl.kk;
-        const float* b = bias ? bias + g * pl.og + cb : nullptr;
-        float bias_rows[kRows] = {};
-        if (b)  // the last block's padding rows read no bias
-          for (int64_t r = 0; r < std::min(kRows, pl.og - cb); ++r) bias_rows[r] = b[r];
-        const int64_t rows = std::min(kRows, pl.og - cb);
-        float* yb = y + (g * pl.og + cb) * L;
-        const float* br = b ? bias_rows : nullptr;
-        if (nv == 3)
-          forward_tile<3>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
-        else if (nv == 2)
-          forward_tile<2>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
-        else
-          forward_tile<1>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
-      }
+    const int nv = int(std::min<int64_t>(kVecs, (pl.q - q0 + kLanes - 1) / kLanes));
+    for (int v = 0; v < nv; ++v) nseg[v] = grid_segments(pl, q0 + v * kLanes, seg[v]);
+    for (int64_t cb = 0; cb < pl.og8; cb += kRows) {
+      const float* a = packed + (g * pl.og8 + cb) * pl.kk;
+      const int64_t rows = std::min(kRows, pl.og - cb);
+      float bias_rows[kRows] = {};  // the last block's padding rows read no bias
+      if (bias)
+        for (int64_t r = 0; r < rows; ++r) bias_rows[r] = bias[g * pl.og + cb + r];
+      const float* br = bias ? bias_rows : nullptr;
+      float* yb = y + (g * pl.og + cb) * L;
+      if (nv == 3)
+        forward_tile<3>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
+      else if (nv == 2)
+        forward_tile<2>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
+      else
+        forward_tile<1>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
     }
   }
 }
 
-void weight_grad_sample(const Plan& pl, const float* g, const float* padded, float* dwt, float* gt) {
+void transpose_gradient(const Plan& pl, const float* g, int64_t group, float* gt) {
+  // By 16 x 16 blocks transposed in registers (a gather per position was slower than the tiles
+  // it feeds). Only output positions are written: the tiles never read the others.
   const int64_t L = pl.out[0] * pl.out[1] * pl.out[2];
-  // The output rows on the grid, cut into passes of about kChunk positions (whole rows when they
-  // fit): each pass's gradient and input rows stay in L1 while every tap block runs over them.
-  std::vector<Span> spans;
-  std::vector<size_t> pass_start{0};
-  int64_t in_pass = 0;
+  const float* gg = g + group * pl.og * L;
   for (int64_t od = 0; od < pl.out[0]; ++od)
-    for (int64_t oh = 0; oh < pl.out[1]; ++oh)
-      for (int64_t ow = 0; ow < pl.out[2]; ow += kChunk) {
-        const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2] + ow, n = std::min(kChunk, pl.out[2] - ow);
-        if (in_pass > 0 && in_pass + n > kChunk) {
-          pass_start.push_back(spans.size());
-          in_pass = 0;
-        }
-        spans.push_back({q, q + n});
-        in_pass += n;
-      }
-  pass_start.push_back(spans.size());
-  for (int64_t gi = 0; gi < pl.groups; ++gi) {
-    // gt[q][o] = g[o] at each output position q of the grid, by 16 x 16 blocks transposed in
-    // registers (a gather per position was slower than the tiles it feeds); zero padding channels.
-    const float* gg = g + gi * pl.og * L;
-    for (int64_t od = 0; od < pl.out[0]; ++od)
-      for (int64_t oh = 0; oh < pl.out[1]; ++oh) {
-        const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2];
-        const float* src = gg + (od * pl.out[1] + oh) * pl.out[2];
-        for (int64_t w0 = 0; w0 < pl.out[2]; w0 += kLanes)
-          for (int64_t c0 = 0; c0 < pl.og16; c0 += kLanes)
-            transpose_block(src + c0 * L + w0, L, std::min(kLanes, pl.og - c0), std::min(kLanes, pl.out[2] - w0),
-                            gt + (q + w0) * pl.og16 + c0, pl.og16);
-      }
-    const float* xg = padded + gi * pl.cg * pl.pplane;
-    float* dg = dwt + gi * pl.kpad * pl.og16;
-    for (size_t p = 0; p + 1 < pass_start.size(); ++p) {
-      const Span* sp = spans.data() + pass_start[p];
-      const int64_t ns = int64_t(pass_start[p + 1] - pass_start[p]);
-      for (int64_t c0 = 0; c0 < pl.og16; c0 += 4 * kLanes) {
-        switch (std::min<int64_t>(4, (pl.og16 - c0) / kLanes)) {
-          case 4: weight_taps<6, 4>(pl, xg, gt, sp, ns, dg, c0); break;
-          case 3: weight_taps<8, 3>(pl, xg, gt, sp, ns, dg, c0); break;
-          case 2: weight_taps<12, 2>(pl, xg, gt, sp, ns, dg, c0); break;
-          default: weight_taps<12, 1>(pl, xg, gt, sp, ns, dg, c0); break;
-        }
+    for (int64_t oh = 0; oh < pl.out[1]; ++oh) {
+      const int64_t q = (od * pl.pin[1] + oh) * pl.pin[2];
+      const float* src = gg + (od * pl.out[1] + oh) * pl.out[2];
+      for (int64_t w0 = 0; w0 < pl.out[2]; w0 += kLanes)
+        for (int64_t c0 = 0; c0 < pl.og16; c0 += kLanes)
+          transpose_block(src + c0 * L + w0, L, std::min(kLanes, pl.og - c0), std::min(kLanes, pl.out[2] - w0),
+                          gt + (q + w0) * pl.og16 + c0, pl.og16);
+    }
+}
+
+void weight_grad_taps(const Plan& pl, const float* gt, const float* padded, int64_t group, float* dwt, int64_t b0,
+                      int64_t b1) {
+  const float* xg = padded + group * pl.cg * pl.pplane;
+  float* dg = dwt + group * pl.kpad * pl.og16;
+  const int64_t k0 = b0 * kTapPad, k1 = b1 * kTapPad;
+  for (size_t p = 0; p + 1 < pl.pass_start.size(); ++p) {
+    const Span* sp = pl.spans.data() + pl.pass_start[p];
+    const int64_t ns = int64_t(pl.pass_start[p + 1] - pl.pass_start[p]);
+    for (int64_t c0 = 0; c0 < pl.og16; c0 += 4 * kLanes) {
+      switch (std::min<int64_t>(4, (pl.og16 - c0) / kLanes)) {
+        case 4: weight_taps<6, 4>(pl, xg, gt, sp, ns, dg, c0, k0, k1); break;
+        case 3: weight_taps<8, 3>(pl, xg, gt, sp, ns, dg, c0, k0, k1); break;
+        case 2: weight_taps<12, 2>(pl, xg, gt, sp, ns, dg, c0, k0, k1); break;
+        default: weight_taps<12, 1>(pl, xg, gt, sp, ns, dg, c0, k0, k1); break;
       }
     }
   }
@@ -310,8 +317,9 @@ void weight_grad_sample(const Plan& pl, const float* g, const float* padded, flo
 
 #else  // no AVX-512: make_plan never succeeds, so these are never called
 
-void forward_sample(const Plan&, const float*, const float*, const float*, float*) {}
-void weight_grad_sample(const Plan&, const float*, const float*, float*, float*) {}
+void forward_sample(const Plan&, const float*, const float*, const float*, float*, int64_t, int64_t) {}
+void transpose_gradient(const Plan&, const float*, int64_t, float*) {}
+void weight_grad_taps(const Plan&, const float*, const float*, int64_t, float*, int64_t, int64_t) {}
 
 #endif
 

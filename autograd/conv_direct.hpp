@@ -18,10 +18,16 @@
 // Built only when the compiler targets AVX-512 (the default -march=native on this machine);
 // otherwise available() is false and prim_conv.cpp keeps the unfold + OpenBLAS path.
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace tg::prim::direct {
+
+// Grid positions [q0, q1): one output row, or a piece of one.
+struct Span {
+  int64_t q0, q1;
+};
 
 struct Plan {
   int64_t groups = 1, cg = 0, og = 0;          // groups, input and output channels per group
@@ -33,6 +39,8 @@ struct Plan {
   int64_t og8 = 0;                             // og rounded up to the forward tile's 8 rows
   int64_t og16 = 0, kpad = 0;                  // weight grad: og to 16 lanes, kk to its tile
   std::vector<int32_t> off;                    // [kpad] tap offsets into one group's planes
+  std::vector<Span> spans;                     // weight grad: the output rows on the grid, in
+  std::vector<std::size_t> pass_start;              // passes of about 128 positions (spans[pass_start[i]...])
   int64_t padded_floats() const;               // one sample's padded planes (+ read slack)
 };
 
@@ -55,13 +63,29 @@ void pad_sample(const Plan& pl, const float* x, float* padded, int64_t c0, int64
 /// beyond og. `packed` has groups * og8 * kk floats.
 void pack_weights(const Plan& pl, const float* w, float* packed);
 
-/// y[n] (all groups) from a padded sample, plus the bias when given.
-void forward_sample(const Plan& pl, const float* padded, const float* packed, const float* bias, float* y);
+/// Work items of one sample's forward: groups x tiles of 48 grid positions.
+int64_t forward_items(const Plan& pl);
 
-/// Floats of scratch weight_grad_sample needs: the transposed gradient of one group.
+/// y[n] (all groups), items [i0, i1) of it, from a padded sample, plus the bias when given. A
+/// sample split between threads by item writes disjoint parts of y.
+void forward_sample(const Plan& pl, const float* padded, const float* packed, const float* bias, float* y,
+                    int64_t i0, int64_t i1);
+
+/// Floats of scratch the weight gradient needs: one group's gradient, transposed.
 int64_t weight_grad_scratch(const Plan& pl);
 
-/// dwt[group][kpad][og16] += the sample's weight gradient, transposed.
+/// Blocks of 24 taps (kpad / 24): the weight gradient of one group splits between threads by them.
+int64_t tap_blocks(const Plan& pl);
+
+/// gt[q][o] = g[group][o] at each output position q of the grid (zero padding channels).
+void transpose_gradient(const Plan& pl, const float* g, int64_t group, float* gt);
+
+/// dwt[group][k][og16] += the weight gradient for the tap blocks [b0, b1) of one group, from its
+/// transposed gradient and the padded sample.
+void weight_grad_taps(const Plan& pl, const float* gt, const float* padded, int64_t group, float* dwt, int64_t b0,
+                      int64_t b1);
+
+/// dwt[group][kpad][og16] += the sample's weight gradient, transposed (every group, every tap).
 void weight_grad_sample(const Plan& pl, const float* g, const float* padded, float* dwt, float* scratch);
 
 /// dw[group * og + o][k] += dwt[group][k][o].

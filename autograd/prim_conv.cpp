@@ -105,14 +105,64 @@ void conv_forward_direct(const Conv& c, const direct::Plan& pl, const float* px,
                          float* py) {
   Tensor packed = detail::make_tensor({pl.groups * pl.og8 * pl.kk}, Dtype::Float32);
   direct::pack_weights(pl, pw, typed<float>(packed));
+  const int64_t plane = c.g.plane(), L = c.g.positions(), items = direct::forward_items(pl);
+  if (c.g.n >= detail::pool_threads()) {  // samples split between threads
+    detail::parallel_for(c.g.n, 1, [&](int64_t n0, int64_t n1) {
+      Tensor pad = padded_planes(pl);
+      for (int64_t n = n0; n < n1; ++n) {
+        direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
+        direct::forward_sample(pl, typed<float>(pad), typed<float>(packed), pb, py + n * c.o * L, 0, items);
+      }
+    });
+    return;
+  }
+  // Fewer samples than threads (one image through a network): each sample's tiles are split.
+  Tensor pad = padded_planes(pl);
+  for (int64_t n = 0; n < c.g.n; ++n) {
+    direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
+    detail::parallel_for(items, 1, [&](int64_t i0, int64_t i1) {
+      direct::forward_sample(pl, typed<float>(pad), typed<float>(packed), pb, py + n * c.o * L, i0, i1);
+    });
+  }
+}
+
+// dw (zeroed, [O, C/groups * kernel]) = the weight gradient by the direct kernels: samples split
+// between threads (per-chunk sums added in a fixed order), or with fewer samples than threads
+// each sample's taps (disjoint rows of dw). Either way the result does not depend on timing.
+void conv_weight_grad_direct(const Conv& c, const direct::Plan& pl, const float* pg, const float* px, float* pdw,
+                             int64_t numel) {
   const int64_t plane = c.g.plane(), L = c.g.positions();
-  detail::parallel_for(c.g.n, 1, [&](int64_t n0, int64_t n1) {
-    Tensor pad = padded_planes(pl);
-    for (int64_t n = n0; n < n1; ++n) {
-      direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
-      direct::forward_sample(pl, typed<float>(pad), typed<float>(packed), pb, py + n * c.o * L);
+  // Per chunk of samples: padded planes, the transposed weight gradient, the transposed gradient.
+  struct Buffers {
+    Tensor pad, dwt, gt;
+  };
+  auto buffers = [&] {
+    return Buffers{padded_planes(pl), zeros({pl.groups * pl.kpad * pl.og16}, Dtype::Float32),
+                   detail::make_tensor({direct::weight_grad_scratch(pl)}, Dtype::Float32)};
+  };
+  if (c.g.n >= detail::pool_threads()) {
+    detail::chunked_sum(c.g.n, pdw, numel, [&](int64_t n0, int64_t n1, float* out) {
+      const Buffers b = buffers();
+      for (int64_t n = n0; n < n1; ++n) {
+        direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(b.pad), 0, c.g.c);
+        direct::weight_grad_sample(pl, pg + n * c.o * L, typed<float>(b.pad), typed<float>(b.dwt),
+                                   typed<float>(b.gt));
+      }
+      direct::weight_grad_finish(pl, typed<float>(b.dwt), out);
+    });
+    return;
+  }
+  const Buffers b = buffers();
+  for (int64_t n = 0; n < c.g.n; ++n) {
+    direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(b.pad), 0, c.g.c);
+    for (int64_t gi = 0; gi < c.groups; ++gi) {
+      direct::transpose_gradient(pl, pg + n * c.o * L, gi, typed<float>(b.gt));
+      detail::parallel_for(direct::tap_blocks(pl), 1, [&](int64_t b0, int64_t b1) {
+        direct::weight_grad_taps(pl, typed<float>(b.gt), typed<float>(b.pad), gi, typed<float>(b.dwt), b0, b1);
+      });
     }
-  });
+  }
+  direct::weight_grad_finish(pl, typed<float>(b.dwt), pdw);
 }
 
 // y[n] = W_g @ unfold(x[n])_g (+ bias per output channel) for every sample and group: the
@@ -263,19 +313,7 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
     // in a fixed order (detail::chunked_sum): the result does not depend on timing.
     if constexpr (std::is_same_v<T, float>) {
       direct::Plan pl;
-      if (direct_plan(c, true, pl)) {
-        detail::chunked_sum(c.g.n, pdw, dw.numel(), [&](int64_t n0, int64_t n1, float* out) {
-          Tensor pad = padded_planes(pl);
-          Tensor dwt = zeros({pl.groups * pl.kpad * pl.og16}, Dtype::Float32);
-          Tensor gt = detail::make_tensor({direct::weight_grad_scratch(pl)}, Dtype::Float32);
-          for (int64_t n = n0; n < n1; ++n) {
-            direct::pad_sample(pl, px + n * c.g.c * plane, typed<float>(pad), 0, c.g.c);
-            direct::weight_grad_sample(pl, pg + n * c.o * L, typed<float>(pad), typed<float>(dwt), typed<float>(gt));
-          }
-          direct::weight_grad_finish(pl, typed<float>(dwt), out);
-        });
-        return;
-      }
+      if (direct_plan(c, true, pl)) return conv_weight_grad_direct(c, pl, pg, px, pdw, dw.numel());
     }
     detail::chunked_sum(c.g.n, pdw, dw.numel(), [&](int64_t n0, int64_t n1, T* out) {
       Tensor scratch;
