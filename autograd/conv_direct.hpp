@@ -48,9 +48,9 @@ struct Plan {
 bool available();
 
 /// A plan for x [N, groups * cg, *in] * w [groups * og, cg, *k] at stride 1, or false when the
-/// direct kernels do not apply or would waste more than a quarter of their work on padding rows
-/// (for example depthwise convolutions, or a first layer with one input channel in the weight
-/// gradient): the caller then uses unfold + GEMM.
+/// direct kernels do not apply or measured slower than unfold + GEMM: fewer than 4 output
+/// channels per group (8 for the weight gradient; depthwise convolutions), or a grid with more
+/// than a quarter of discarded positions. The caller then uses unfold + GEMM.
 bool make_plan(int64_t cg, int64_t og, int64_t groups, const std::array<int64_t, 3>& in,
                const std::array<int64_t, 3>& out, const std::array<int64_t, 3>& k,
                const std::array<int64_t, 3>& d, const std::array<int64_t, 3>& p, bool weight_grad, Plan& plan);

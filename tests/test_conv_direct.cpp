@@ -65,10 +65,12 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const Row& r) {
 TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM path") {
   const std::vector<Row> rows = {
       {"3x3 same, 32x32, 64->64 (the benchmark's layer)", {2, 64, 32, 32}, {64, 64, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
-      {"3x3 valid, odd sizes, 16->24", {3, 16, 11, 7}, {24, 16, 3, 3}, {0, 0}, {1, 1}, 1, true, true, false},
+      {"3x3 valid, odd sizes, 16->24", {3, 16, 11, 7}, {24, 16, 3, 3}, {0, 0}, {1, 1}, 1, true, true, true},
       {"5x3 dilated (2, 1), asymmetric padding", {2, 32, 13, 9}, {32, 32, 5, 3}, {4, 0}, {2, 1}, 1, false, true, true},
       {"grouped: 2 groups of 16->32", {2, 32, 10, 12}, {64, 16, 3, 3}, {1, 1}, {1, 1}, 2, true, true, true},
-      {"20 outputs: padding rows in both tiles", {2, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, false},
+      {"20 outputs: padding rows in both tiles", {2, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
+      {"one input channel: 9 taps padded to 24", {2, 1, 28, 28}, {24, 1, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
+      {"4 outputs: forward only", {2, 8, 9, 9}, {4, 8, 3, 3}, {1, 1}, {1, 1}, 1, true, true, false},
       {"1x1 kernel", {2, 48, 7, 5}, {32, 48, 1, 1}, {0, 0}, {1, 1}, 1, true, true, true},
       {"1-D, k 5, dilation 2", {2, 24, 70}, {40, 24, 5}, {4}, {2}, 1, true, true, true},
       {"3-D 3x3x3 same", {1, 8, 4, 10, 30}, {16, 8, 3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 1, true, true, true},
