@@ -70,6 +70,8 @@ TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM
       {"grouped: 2 groups of 16->32", {2, 32, 10, 12}, {64, 16, 3, 3}, {1, 1}, {1, 1}, 2, true, true, true},
       {"20 outputs: padding rows in both tiles", {2, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
       {"one input channel: 9 taps padded to 24", {2, 1, 28, 28}, {24, 1, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
+      {"densenet-small's layer: 36->12 on 14x14, no bias", {2, 36, 14, 14}, {12, 36, 3, 3}, {1, 1}, {1, 1}, 1, false, true,
+       true},
       {"4 outputs: forward only", {2, 8, 9, 9}, {4, 8, 3, 3}, {1, 1}, {1, 1}, 1, true, true, false},
       {"1x1 kernel", {2, 48, 7, 5}, {32, 48, 1, 1}, {0, 0}, {1, 1}, 1, true, true, true},
       {"1-D, k 5, dilation 2", {2, 24, 70}, {40, 24, 5}, {4}, {2}, 1, true, true, true},
