@@ -23,6 +23,7 @@ perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null 
 import re, sys
 groups = [  # (label, regex on the symbol); first match wins
     ("kernel (page faults, scheduling)", r"\[k\]"),
+    ("conv: direct kernels (tiles, gradient transposes, padded copies)", r"direct::"),
     ("conv / linear GEMM (OpenBLAS sgemm kernels and packing)", r"sgemm|sger|saxpy"),
     ("unfold (im2col) inside conv; memcpy (mostly its copies)", r"unfold_rows_flat|unfold_planes|__memmove|memcpy"),
     ("fold (col2im)", r"fold_planes|fold_all"),
