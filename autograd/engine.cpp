@@ -3,6 +3,7 @@
 // saved tensors as soon as a node has run.
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "autograd.hpp"
@@ -343,10 +344,10 @@ void Tensor::retain_grad() const {
 }
 
 size_t Tensor::register_hook(Hook fn) const {
-  static size_t next_id = 0;
+  static std::atomic<size_t> next_id{0};  // graphs may be built on several threads at once
   auto edge = detail::gradient_edge(*this);
   if (!edge) throw Error("register_hook: cannot register a hook on a tensor that does not require grad");
-  size_t id = ++next_id;
+  const size_t id = ++next_id;
   edge->hooks.emplace_back(id, std::move(fn));
   return id;
 }
