@@ -65,8 +65,15 @@ bool make_plan(int64_t cg, int64_t og, int64_t groups, const std::array<int64_t,
   // and out per group) 7 forward and 2 weight gradient against 6-8 and 4. Hence at least 4
   // output channels per group forward and 8 for the weight gradient. A grid with many discarded
   // positions (small planes with wide padding) is not taken either.
+  // The forward's vectors of 16 positions run along the grid, or, when the output width is a
+  // multiple of 16 and that is fewer, along the output rows: no discarded positions at all.
   const int64_t L = out[0] * out[1] * out[2];
-  if (4 * pl.q > 5 * L + 4 * kVecs * kLanes) return false;
+  pl.vectors = (pl.q + kLanes - 1) / kLanes;
+  if (out[2] % kLanes == 0 && L / kLanes < pl.vectors) {
+    pl.row_vectors = out[2] / kLanes;
+    pl.vectors = L / kLanes;
+  }
+  if (pl.row_vectors == 0 && 4 * pl.q > 5 * L + 4 * kVecs * kLanes) return false;
   if (og < (weight_grad ? 8 : 4)) return false;
   // The weight gradient's passes: output rows cut at kChunk positions, whole rows grouped while
   // they fit, so each pass's gradient and input rows stay in cache while every tap block runs.
@@ -119,7 +126,7 @@ void weight_grad_finish(const Plan& pl, const float* dwt, float* dw) {
 
 int64_t weight_grad_scratch(const Plan& pl) { return pl.q * pl.og16; }
 
-int64_t forward_items(const Plan& pl) { return pl.groups * ((pl.q + kVecs * kLanes - 1) / (kVecs * kLanes)); }
+int64_t forward_items(const Plan& pl) { return pl.groups * ((pl.vectors + kVecs - 1) / kVecs); }
 
 int64_t tap_blocks(const Plan& pl) { return pl.kpad / kTapPad; }
 
@@ -139,28 +146,37 @@ struct Segment {
   __mmask16 mask;
 };
 
-int grid_segments(const Plan& pl, int64_t q0, Segment* seg) {
-  int n = 0;
+// Vector j of a group's forward: its first grid position, and where its lanes land in the output
+// (one full segment along an output row, or up to a few masked row segments along the grid).
+int64_t vector_at(const Plan& pl, int64_t j, Segment* seg, int& nseg) {
+  if (pl.row_vectors) {
+    const int64_t t = j / pl.row_vectors, c = j % pl.row_vectors * kLanes;  // output row t, column c
+    nseg = 1;
+    seg[0] = {t * pl.out[2] + c, __mmask16(0xffff)};
+    return ((t / pl.out[1]) * pl.pin[1] + t % pl.out[1]) * pl.pin[2] + c;
+  }
+  const int64_t q0 = j * kLanes;
+  nseg = 0;
   for (int64_t qa = q0; qa < q0 + kLanes;) {
     const int64_t r = qa / pl.pin[2], od = r / pl.pin[1], oh = r % pl.pin[1];
     if (od >= pl.out[0]) break;
     const int64_t end = std::min(q0 + kLanes, r * pl.pin[2] + pl.out[2]);
     if (oh < pl.out[1] && qa < end) {
       const unsigned lo = unsigned(qa - q0), hi = unsigned(end - q0);
-      seg[n++] = {(od * pl.out[1] + oh) * pl.out[2] - r * pl.pin[2] + q0,
-                  __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u))};
+      seg[nseg++] = {(od * pl.out[1] + oh) * pl.out[2] - r * pl.pin[2] + q0,
+                     __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u))};
     }
     qa = (r + 1) * pl.pin[2];
   }
-  return n;
+  return q0;
 }
 
-// y[r][16 v + lane] = bias[r] + sum_k a[k][r] x[off[k] + 16 v + lane] for the `rows` valid rows
-// of an 8 x 16 NV tile: the accumulators stay in registers for the whole reduction (kept local,
-// so the compiler does not write them back each step), then land through the segments.
+// y[r][v][lane] = bias[r] + sum_k a[k][r] x[off[k] + qv[v] + lane] for the `rows` valid rows of
+// an 8 x 16 NV tile: the accumulators stay in registers for the whole reduction (kept local, so
+// the compiler does not write them back each step), then land through the segments.
 template <int NV>
-void forward_tile(const float* __restrict a, const float* __restrict x, const int32_t* __restrict off, int64_t kk,
-                  const float* bias, int64_t rows, float* y, int64_t ldy, const Segment (*seg)[kLanes + 2],
+void forward_tile(const float* __restrict a, const float* __restrict x, const int64_t* qv, const int32_t* __restrict off,
+                  int64_t kk, const float* bias, int64_t rows, float* y, int64_t ldy, const Segment (*seg)[kLanes + 2],
                   const int* nseg) {
   __m512 acc[kRows][NV];
 #pragma GCC unroll 8
@@ -171,7 +187,7 @@ void forward_tile(const float* __restrict a, const float* __restrict x, const in
     const float* b = x + off[k];
     __m512 bv[NV];
 #pragma GCC unroll 3
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * kLanes);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + qv[v]);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       const __m512 ar = _mm512_set1_ps(a[k * kRows + r]);
@@ -262,11 +278,12 @@ void forward_sample(const Plan& pl, const float* padded, const float* packed, co
   const int64_t L = pl.out[0] * pl.out[1] * pl.out[2], tiles = forward_items(pl) / pl.groups;
   Segment seg[kVecs][kLanes + 2];
   int nseg[kVecs];
+  int64_t qv[kVecs];
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t g = item / tiles, q0 = item % tiles * kVecs * kLanes;
+    const int64_t g = item / tiles, j0 = item % tiles * kVecs;
     const float* xg = padded + g * pl.cg * pl.pplane;
-    const int nv = int(std::min<int64_t>(kVecs, (pl.q - q0 + kLanes - 1) / kLanes));
-    for (int v = 0; v < nv; ++v) nseg[v] = grid_segments(pl, q0 + v * kLanes, seg[v]);
+    const int nv = int(std::min<int64_t>(kVecs, pl.vectors - j0));
+    for (int v = 0; v < nv; ++v) qv[v] = vector_at(pl, j0 + v, seg[v], nseg[v]);
     for (int64_t cb = 0; cb < pl.og8; cb += kRows) {
       const float* a = packed + (g * pl.og8 + cb) * pl.kk;
       const int64_t rows = std::min(kRows, pl.og - cb);
@@ -276,11 +293,11 @@ void forward_sample(const Plan& pl, const float* padded, const float* packed, co
       const float* br = bias ? bias_rows : nullptr;
       float* yb = y + (g * pl.og + cb) * L;
       if (nv == 3)
-        forward_tile<3>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
+        forward_tile<3>(a, xg, qv, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
       else if (nv == 2)
-        forward_tile<2>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
+        forward_tile<2>(a, xg, qv, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
       else
-        forward_tile<1>(a, xg + q0, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
+        forward_tile<1>(a, xg, qv, pl.off.data(), pl.kk, br, rows, yb, L, seg, nseg);
     }
   }
 }

@@ -4,9 +4,10 @@
 // Each sample's input is copied into zero-padded channel planes. On the padded grid an output
 // position q = (od * P1 + oh) * P2 + ow (P = the padded extents) reads its window at
 // q + off(ci, kd, kh, kw), one fixed offset per kernel tap: the unfolded matrix is never built,
-// and its row for a tap is the padded planes shifted by that offset. The positions with ow or oh
-// past the output's extent are computed and discarded (2 of 34 columns for a 32-wide 3x3 "same"
-// conv).
+// and its row for a tap is the padded planes shifted by that offset. The forward's vectors of 16
+// positions follow the output rows when the width is a multiple of 16; otherwise they run along
+// the grid, and the positions with ow or oh past the output's extent are computed and discarded
+// (2 of 30 columns for a 28-wide 3x3 "same" conv).
 //
 //   forward:      y[co, q] = sum_k W[co, k] x[q + off[k]]         8 output channels x 48 positions
 //                 per register tile, the weights broadcast, the input loaded as vectors.
@@ -38,6 +39,9 @@ struct Plan {
   int64_t kk = 0;                              // taps per output channel: cg * kernel numel
   int64_t og8 = 0;                             // og rounded up to the forward tile's 8 rows
   int64_t og16 = 0, kpad = 0;                  // weight grad: og to 16 lanes, kk to its tile
+  int64_t row_vectors = 0;                     // forward: 16-position vectors per output row when
+                                               // tiles follow output rows (widths of 16k), else 0
+  int64_t vectors = 0;                         // forward: 16-position vectors per group
   std::vector<int32_t> off;                    // [kpad] tap offsets into one group's planes
   std::vector<Span> spans;                     // weight grad: the output rows on the grid, in
   std::vector<std::size_t> pass_start;              // passes of about 128 positions (spans[pass_start[i]...])
