@@ -2,8 +2,9 @@
 #include "conv_direct.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
+
+#include "window.hpp"
 
 #if defined(__AVX512F__)
 // GCC 12 warns that _mm512_undefined_ps() (inside the shuffle intrinsics) is uninitialised: its
@@ -103,11 +104,7 @@ bool make_plan(int64_t cg, int64_t og, int64_t groups, const std::array<int64_t,
 
 void pad_sample(const Plan& pl, const float* x, float* padded, int64_t c0, int64_t c1) {
   const int64_t plane = pl.in[0] * pl.in[1] * pl.in[2];
-  for (int64_t c = c0; c < c1; ++c)
-    for (int64_t a = 0; a < pl.in[0]; ++a)
-      for (int64_t b = 0; b < pl.in[1]; ++b)
-        std::memcpy(padded + c * pl.pplane + ((a + pl.p[0]) * pl.pin[1] + b + pl.p[1]) * pl.pin[2] + pl.p[2],
-                    x + c * plane + (a * pl.in[1] + b) * pl.in[2], size_t(pl.in[2]) * sizeof(float));
+  for (int64_t c = c0; c < c1; ++c) window::copy_to_padded(pl.in, pl.p, x + c * plane, padded + c * pl.pplane);
 }
 
 void pack_weights(const Plan& pl, const float* w, float* packed) {

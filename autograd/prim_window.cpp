@@ -10,10 +10,6 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
 #include "autograd.hpp"
 #include "parallel.hpp"
 #include "node.hpp"
@@ -96,9 +92,7 @@ void unfold_all(const Geometry& g, const T* img, T* col) {
     }
     if (g.s[2] == 1) {
       window::unfold_planes_stream(g, img, col, nc0, nc1);
-#if defined(__AVX__)
-      _mm_sfence();
-#endif
+      window::stream_fence();
       return;
     }
     std::vector<T> buf(static_cast<size_t>(block));
@@ -106,9 +100,7 @@ void unfold_all(const Geometry& g, const T* img, T* col) {
       window::unfold_planes(g, img + nc * plane, buf.data(), 0, 1);
       window::stream_copy(col + nc * block, buf.data(), block);
     }
-#if defined(__AVX__)
-    _mm_sfence();  // this thread's non-temporal stores, ordered before the join
-#endif
+    window::stream_fence();  // this thread's non-temporal stores, ordered before the join
   });
 }
 
@@ -122,9 +114,7 @@ void fold_all(const Geometry& g, T* img, const T* col) {
   detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, work)),
                        [&](int64_t nc0, int64_t nc1) {
     window::fold_planes(g, img, col, nc0, nc1, stream);
-#if defined(__AVX__)
-    if (stream) _mm_sfence();  // this thread's non-temporal stores, ordered before the join
-#endif
+    if (stream) window::stream_fence();  // this thread's non-temporal stores, before the join
   });
 }
 

@@ -69,6 +69,24 @@ inline void stream_copy(T* dst, const T* src, int64_t n) {
 #endif
 }
 
+/// Orders this thread's non-temporal stores (stream_copy's) before what follows, e.g. a join.
+inline void stream_fence() {
+#if defined(__AVX512F__) || defined(__AVX__)
+  _mm_sfence();
+#endif
+}
+
+/// Copies one plane of extent `in` into the interior of a plane padded by p on every side
+/// (extent in + 2p); the borders are left as they are, so a buffer zeroed once stays padded.
+template <typename T>
+inline void copy_to_padded(const std::array<int64_t, 3>& in, const std::array<int64_t, 3>& p, const T* src, T* dst) {
+  const int64_t pin1 = in[1] + 2 * p[1], pin2 = in[2] + 2 * p[2];
+  for (int64_t d = 0; d < in[0]; ++d)
+    for (int64_t h = 0; h < in[1]; ++h)
+      std::copy(src + (d * in[1] + h) * in[2], src + (d * in[1] + h + 1) * in[2],
+                dst + ((d + p[0]) * pin1 + h + p[1]) * pin2 + p[2]);
+}
+
 /// unfold when output rows have the input's width and consecutive output rows read consecutive
 /// input rows (stride 1 along h and w, "same" width: 2 p = d (k - 1)): for each kernel offset,
 /// the in-range output rows are one contiguous copy of the plane shifted by the offset; the
@@ -167,11 +185,7 @@ void unfold_planes_stream(const Geometry& g, const T* img, T* col, int64_t nc0, 
   const int64_t pplane = pin[0] * pin[1] * pin[2];
   std::vector<T> pad(static_cast<size_t>(pplane), T(0));  // the borders stay zero
   for (int64_t nc = nc0; nc < nc1; ++nc) {
-    const T* im = img + nc * plane;
-    for (int64_t d = 0; d < g.in[0]; ++d)
-      for (int64_t h = 0; h < g.in[1]; ++h)
-        std::copy(im + (d * g.in[1] + h) * g.in[2], im + (d * g.in[1] + h + 1) * g.in[2],
-                  pad.data() + ((d + g.p[0]) * pin[1] + h + g.p[1]) * pin[2] + g.p[2]);
+    copy_to_padded(g.in, g.p, img + nc * plane, pad.data());
     for (int64_t kd = 0; kd < g.k[0]; ++kd)
       for (int64_t kh = 0; kh < g.k[1]; ++kh)
         for (int64_t kw = 0; kw < g.k[2]; ++kw) {
