@@ -351,36 +351,6 @@ constexpr int64_t kImgElems = kN * kC * kH * kW;               // 2.1M floats, 8
 constexpr int64_t kColElems = kN * kC * kK * kK * kH * kW;     // 18.9M floats, 75.5 MB
 constexpr int64_t kWindowBytes = (kImgElems + kColElems) * 4;  // the same for unfold and fold
 
-void BM_Window_Unfold(benchmark::State& st) {
-  tg::set_num_threads(int(st.range(0)));
-  tg::manual_seed(3);
-  tg::Tensor x = tg::randn({kN, kC, kH, kW});
-  tg::NoGradGuard guard;
-  { tg::Tensor warm = tg::unfold(x, window_opts()); }
-  for (auto _ : st) {
-    tg::Tensor cols = tg::unfold(x, window_opts());
-    benchmark::DoNotOptimize(cols.impl().get());
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
-}
-TG_BENCH_THREADS(BM_Window_Unfold, "Window/tapegrad_unfold");
-
-void BM_Window_Fold(benchmark::State& st) {
-  tg::set_num_threads(int(st.range(0)));
-  tg::manual_seed(3);
-  tg::Tensor cols = tg::randn({kN, kC * kK * kK, kH * kW});
-  tg::NoGradGuard guard;
-  { tg::Tensor warm = tg::fold(cols, {kH, kW}, window_opts()); }
-  for (auto _ : st) {
-    tg::Tensor y = tg::fold(cols, {kH, kW}, window_opts());
-    benchmark::DoNotOptimize(y.impl().get());
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
-}
-TG_BENCH_THREADS(BM_Window_Fold, "Window/tapegrad_fold");
-
 // A baseline buffer allocated as tapegrad's allocator allocates blocks of 32 MiB or more
 // (2 MiB-aligned, offered to transparent huge pages), so that baselines and tapegrad stream
 // through the same kind of pages.
@@ -397,42 +367,12 @@ struct BaselineBuffer {
   BaselineBuffer& operator=(const BaselineBuffer&) = delete;
 };
 
-// memcpy of kWindowBytes / 2 bytes: reads and writes kWindowBytes in total, counted the same way.
-void BM_Window_Memcpy(benchmark::State& st) {
-  const size_t half = size_t(kWindowBytes) / 2;
-  BaselineBuffer src(half, 1), dst(half, 0);
-  for (auto _ : st) {
-    std::memcpy(dst.p, src.p, half);
-    benchmark::DoNotOptimize(dst.p);
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
-}
-BENCHMARK(BM_Window_Memcpy)->Name("Window/memcpy_same_bytes");
-
-// A read-only stream of the same number of bytes (a sum, eight lanes): fold's traffic is 90%
-// reads (75.5 MB read, 8.4 MB written), so this is its memory-speed ceiling on a machine whose
-// read bandwidth differs from memcpy's.
-void BM_Window_ReadOnly(benchmark::State& st) {
-  const size_t n = size_t(kWindowBytes) / sizeof(float);
-  BaselineBuffer buf(n * sizeof(float), 0);
-  const float* src = reinterpret_cast<const float*>(buf.p);
-  for (auto _ : st) {
-    float acc[16] = {};
-    for (size_t i = 0; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; ++j) acc[j] += src[i + size_t(j)];
-    benchmark::DoNotOptimize(acc);
-    benchmark::ClobberMemory();
-  }
-  st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
-}
-BENCHMARK(BM_Window_ReadOnly)->Name("Window/read_only_same_bytes");
-
-// The same four with their data in DRAM. This VM reports a 260 MiB L3, larger than every buffer
-// above, so the loops above measure a mix of L3 and memory that depends on what ran before
-// (memcpy's 84 MB loop stays L3-resident better than fold's; see docs/benchmarks.md). Here a
-// 512 MiB buffer is written before each iteration, outside the timed region, so every
-// iteration starts from memory: this is the "memory speed" the window target is judged on.
+// Each window benchmark runs warm (Window/*: the loop as it is) and from memory
+// (WindowCold/*, 1 thread). This VM reports a 260 MiB L3, larger than every buffer here, so a
+// warm loop measures a mix of L3 and memory that depends on what ran before (memcpy's 84 MB
+// loop stays L3-resident better than fold's; see docs/benchmarks.md). Cold, a 512 MiB buffer is
+// written before each iteration, outside the timed region, so every iteration starts from
+// memory: this is the "memory speed" the window target is judged on.
 void evict_caches() {
   static BaselineBuffer buf(size_t(512) << 20, 0);
   static char round = 0;
@@ -440,60 +380,75 @@ void evict_caches() {
 }
 
 template <typename F>
-void cold_loop(benchmark::State& st, const F& body) {
+void window_loop(benchmark::State& st, bool cold, const F& body) {
   for (auto _ : st) {
-    st.PauseTiming();
-    evict_caches();
-    st.ResumeTiming();
+    if (cold) {
+      st.PauseTiming();
+      evict_caches();
+      st.ResumeTiming();
+    }
     body();
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * kWindowBytes);
 }
 
-void BM_Cold_Unfold(benchmark::State& st) {
-  tg::set_num_threads(1);
+void window_unfold(benchmark::State& st, int threads, bool cold) {
+  tg::set_num_threads(threads);
   tg::manual_seed(3);
   tg::Tensor x = tg::randn({kN, kC, kH, kW});
   tg::NoGradGuard guard;
   { tg::Tensor warm = tg::unfold(x, window_opts()); }
-  cold_loop(st, [&] {
+  window_loop(st, cold, [&] {
     tg::Tensor cols = tg::unfold(x, window_opts());
     benchmark::DoNotOptimize(cols.impl().get());
     benchmark::ClobberMemory();
   });
 }
+void BM_Window_Unfold(benchmark::State& st) { window_unfold(st, int(st.range(0)), false); }
+TG_BENCH_THREADS(BM_Window_Unfold, "Window/tapegrad_unfold");
+void BM_Cold_Unfold(benchmark::State& st) { window_unfold(st, 1, true); }
 BENCHMARK(BM_Cold_Unfold)->Name("WindowCold/tapegrad_unfold");
 
-void BM_Cold_Fold(benchmark::State& st) {
-  tg::set_num_threads(1);
+void window_fold(benchmark::State& st, int threads, bool cold) {
+  tg::set_num_threads(threads);
   tg::manual_seed(3);
   tg::Tensor cols = tg::randn({kN, kC * kK * kK, kH * kW});
   tg::NoGradGuard guard;
   { tg::Tensor warm = tg::fold(cols, {kH, kW}, window_opts()); }
-  cold_loop(st, [&] {
+  window_loop(st, cold, [&] {
     tg::Tensor y = tg::fold(cols, {kH, kW}, window_opts());
     benchmark::DoNotOptimize(y.impl().get());
     benchmark::ClobberMemory();
   });
 }
+void BM_Window_Fold(benchmark::State& st) { window_fold(st, int(st.range(0)), false); }
+TG_BENCH_THREADS(BM_Window_Fold, "Window/tapegrad_fold");
+void BM_Cold_Fold(benchmark::State& st) { window_fold(st, 1, true); }
 BENCHMARK(BM_Cold_Fold)->Name("WindowCold/tapegrad_fold");
 
-void BM_Cold_Memcpy(benchmark::State& st) {
+// memcpy of kWindowBytes / 2 bytes: reads and writes kWindowBytes in total, counted the same way.
+void window_memcpy(benchmark::State& st, bool cold) {
   const size_t half = size_t(kWindowBytes) / 2;
   BaselineBuffer src(half, 1), dst(half, 0);
-  cold_loop(st, [&] {
+  window_loop(st, cold, [&] {
     std::memcpy(dst.p, src.p, half);
     benchmark::DoNotOptimize(dst.p);
     benchmark::ClobberMemory();
   });
 }
+void BM_Window_Memcpy(benchmark::State& st) { window_memcpy(st, false); }
+BENCHMARK(BM_Window_Memcpy)->Name("Window/memcpy_same_bytes");
+void BM_Cold_Memcpy(benchmark::State& st) { window_memcpy(st, true); }
 BENCHMARK(BM_Cold_Memcpy)->Name("WindowCold/memcpy_same_bytes");
 
-void BM_Cold_ReadOnly(benchmark::State& st) {
+// A read-only stream of the same number of bytes (a sum, eight lanes): fold's traffic is 90%
+// reads (75.5 MB read, 8.4 MB written), so this is its memory-speed ceiling on a machine whose
+// read bandwidth differs from memcpy's.
+void window_read_only(benchmark::State& st, bool cold) {
   const size_t n = size_t(kWindowBytes) / sizeof(float);
   BaselineBuffer buf(n * sizeof(float), 0);
   const float* src = reinterpret_cast<const float*>(buf.p);
-  cold_loop(st, [&] {
+  window_loop(st, cold, [&] {
     float acc[16] = {};
     for (size_t i = 0; i + 16 <= n; i += 16)
       for (int j = 0; j < 16; ++j) acc[j] += src[i + size_t(j)];
@@ -501,6 +456,9 @@ void BM_Cold_ReadOnly(benchmark::State& st) {
     benchmark::ClobberMemory();
   });
 }
+void BM_Window_ReadOnly(benchmark::State& st) { window_read_only(st, false); }
+BENCHMARK(BM_Window_ReadOnly)->Name("Window/read_only_same_bytes");
+void BM_Cold_ReadOnly(benchmark::State& st) { window_read_only(st, true); }
 BENCHMARK(BM_Cold_ReadOnly)->Name("WindowCold/read_only_same_bytes");
 
 // Diagnostic: unfold's data movement without its index arithmetic or padding (each input plane
