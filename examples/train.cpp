@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -347,6 +348,28 @@ void print_confusion(const Tensor& cm) {
 }
 
 // ---- checkpoints: model, optimizer, scheduler, RNG, epoch and history in one safetensors file ----
+// The flags that shape a run, as the checkpoint's metadata records them. The first four fix
+// what was trained on and how it was drawn, so a resumed run cannot change them; the others are
+// applied from the epoch the run resumes at.
+const char* const kFixedOnResume[] = {"model", "optimizer", "batch-size", "seed"};
+
+std::map<std::string, std::string> run_flags(const Args& a) {
+  return {{"model", a.model},
+          {"optimizer", a.optimizer},
+          {"batch-size", std::to_string(a.batch_size)},
+          {"seed", std::to_string(a.seed)},
+          {"epochs", std::to_string(a.epochs)},
+          {"lr", fmt::format("{}", a.lr)},
+          {"momentum", fmt::format("{}", a.momentum)},
+          {"weight-decay", fmt::format("{}", a.weight_decay)},
+          {"nesterov", a.nesterov ? "true" : "false"},
+          {"scheduler", a.scheduler},
+          {"augment", a.augment ? "true" : "false"}};
+}
+
+// The learning rates of epochs 1..n under the plan of `a` (a scheduler on a throwaway optimizer).
+std::vector<double> planned_lrs(const Args& a, int64_t n);
+
 void save_checkpoint(const std::string& path, const Args& a, const tg::nn::Module& model, tg::optim::Optimizer& opt,
                      tg::optim::LRScheduler* sched, int64_t epoch, const std::vector<EpochMetrics>& hist) {
   std::map<std::string, Tensor> t;
@@ -359,13 +382,72 @@ void save_checkpoint(const std::string& path, const Args& a, const tg::nn::Modul
     h.insert(h.end(), {double(m.epoch), m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.test_top5, m.seconds,
                        m.samples_per_s});
   if (!h.empty()) t["history"] = tg::tensor(h, {int64_t(hist.size()), 8}, tg::kFloat64);
-  std::map<std::string, std::string> meta{{"model", a.model},
-                                          {"optimizer", a.optimizer},
-                                          {"scheduler", a.scheduler},
-                                          {"epoch", std::to_string(epoch)},
-                                          {"seed", std::to_string(a.seed)},
-                                          {"rng", tg::get_rng_state()}};
+  std::map<std::string, std::string> meta = run_flags(a);
+  meta["epoch"] = std::to_string(epoch);
+  meta["rng"] = tg::get_rng_state();
   tg::save_tensors(t, path, meta);
+}
+
+std::vector<double> planned_lrs(const Args& a, int64_t n) {
+  Tensor p = tg::zeros({1}).requires_grad_();
+  auto opt = make_optimizer(a, {p});
+  auto sched = make_scheduler(a, *opt);
+  std::vector<double> lrs;
+  for (int64_t e = 0; e < n; ++e) {
+    lrs.push_back(opt->param_groups()[0].options().get_lr());
+    if (sched) sched->step();
+  }
+  return lrs;
+}
+
+// Checks this run's flags against the checkpoint's (the fixed ones must agree; a changed one is
+// said), and returns the epochs the checkpoint has done.
+int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta) {
+  auto saved = [&](const std::string& k) {
+    auto it = meta.find(k);
+    return it == meta.end() ? std::string() : it->second;
+  };
+  int64_t done = 0;
+  try {
+    done = std::stoll(saved("epoch"));
+  } catch (const std::exception&) {
+    throw tg::Error(fmt::format("--resume: {} is not a tapegrad-train checkpoint (no epoch in its metadata)", a.resume));
+  }
+  const auto now = run_flags(a);
+  for (const char* k : kFixedOnResume) {
+    const std::string was = saved(k);
+    if (!was.empty() && was != now.at(k))
+      usage_error(fmt::format("--resume: {} was trained with --{} {}; --{} cannot change on resume (got {})", a.resume,
+                              k, was, k, now.at(k)));
+  }
+  for (const auto& [k, v] : now) {
+    const std::string was = saved(k);
+    if (was.empty() || was == v ||
+        std::find(std::begin(kFixedOnResume), std::end(kFixedOnResume), k) != std::end(kFixedOnResume))
+      continue;
+    std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
+                was.c_str(), (long long)(done + 1));
+  }
+  if (done >= a.epochs)
+    std::printf("resume: %s has already done %lld epochs; --epochs %lld trains no more\n", a.resume.c_str(),
+                (long long)done, (long long)a.epochs);
+  // A schedule planned for another horizon may have given the epochs already done other rates.
+  Args before = a;
+  auto num = [&](const std::string& k, double fallback) {
+    try {
+      return saved(k).empty() ? fallback : std::stod(saved(k));
+    } catch (const std::exception&) {
+      return fallback;
+    }
+  };
+  before.epochs = int64_t(num("epochs", double(a.epochs)));
+  before.lr = num("lr", a.lr);
+  if (!saved("scheduler").empty()) before.scheduler = saved("scheduler");
+  if (planned_lrs(before, done) != planned_lrs(a, done))
+    std::printf("resume: this run's schedule gives epochs 1-%lld other learning rates than the ones they were "
+                "trained with, so it will not end where a straight %lld-epoch run ends\n",
+                (long long)done, (long long)a.epochs);
+  return done;
 }
 
 std::map<std::string, Tensor> with_prefix(const std::map<std::string, Tensor>& all, const std::string& prefix) {
@@ -418,13 +500,23 @@ int main(int argc, char** argv) {
     if (!a.resume.empty()) {
       std::map<std::string, std::string> meta;
       auto all = tg::load_tensors(a.resume, &meta);
-      if (meta["model"] != a.model)
-        throw tg::Error(fmt::format("--resume: {} holds a '{}' model, not '{}'", a.resume, meta["model"], a.model));
+      const int64_t done = resume_epoch(a, meta);
       model->load_state_dict(with_prefix(all, "model."));
-      opt->load_state_dict(with_prefix(all, "optim."));
-      if (sched) sched->load_state_dict(with_prefix(all, "sched."));
+      // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
+      // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
+      tg::optim::StateDict osd = with_prefix(all, "optim.");
+      for (auto& [k, v] : opt->state_dict())
+        if (k.rfind("param_groups.", 0) == 0) osd[k] = v;
+      opt->load_state_dict(osd);
+      // The schedule is a closed form of the epochs done: this run's schedule (its horizon is
+      // this run's --epochs) continues at t = done.
+      if (sched) {
+        tg::optim::StateDict ssd = sched->state_dict();
+        ssd["last_epoch"] = tg::scalar_tensor(double(done), tg::kInt64);
+        sched->load_state_dict(ssd);
+      }
       tg::set_rng_state(meta["rng"]);
-      start_epoch = std::stoll(meta["epoch"]) + 1;
+      start_epoch = done + 1;
       if (all.count("history")) {
         auto h = all["history"].to_vector<double>();
         for (size_t r = 0; r + 8 <= h.size(); r += 8)

@@ -92,11 +92,13 @@ void LRScheduler::load_state_dict(const StateDict& sd) {
   check_groups(optimizer_, base_lrs_.size(), who);
   int64_t last_epoch = count_key(sd, "last_epoch", who);
   std::vector<double> base = vector_key(sd, "base_lrs", base_lrs_.size(), who);
-  std::vector<double> last = vector_key(sd, "last_lr", base_lrs_.size(), who);
+  vector_key(sd, "last_lr", base_lrs_.size(), who);  // validated; recomputed below from t
   last_epoch_ = last_epoch;
   base_lrs_ = base;
-  last_lr_ = last;
-  for (size_t i = 0; i < last_lr_.size(); ++i) optimizer_.param_groups()[i].options().set_lr(last_lr_[i]);
+  // The learning rate in force is this schedule's lr_at(t): the saved last_lr for an unchanged
+  // schedule, the new plan's for one constructed with another horizon (a resumed run that was
+  // given more epochs continues on the schedule planned for the new total).
+  apply();
 }
 
 // ---- closed forms ----

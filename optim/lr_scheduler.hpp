@@ -40,7 +40,10 @@ class LRScheduler {
   /// Keys: "last_epoch" (int64 0-d), "base_lrs" and "last_lr" (float64 [groups]); LinearWarmup
   /// adds the wrapped schedule's keys prefixed with "after.".
   virtual StateDict state_dict() const;
-  /// Restores the keys above and writes the saved learning rates into the optimizer's groups.
+  /// Restores t and base_lrs and writes lr_at(t) into the optimizer's groups: the saved
+  /// learning rates when this scheduler has the saved one's parameters; when it was constructed
+  /// with others (a longer T_max, another gamma), the new schedule's rate at step t. To keep new
+  /// base rates instead of the saved ones, replace "base_lrs" in the dict before loading.
   virtual void load_state_dict(const StateDict& sd);
 
  protected:

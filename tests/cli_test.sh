@@ -55,6 +55,36 @@ grep -q "test accuracy" "$work/smoke.log" || fail "no final test accuracy printe
 cmp -s "$work/full/model.safetensors" "$work/part/model.safetensors" || fail "resumed weights differ"
 [[ $(wc -l < "$work/part/metrics.csv") -eq 5 ]] || fail "resumed metrics.csv should list 4 epochs"
 
+# Every schedule: a finished 1-epoch run resumed with --epochs 3 is planned for 3 epochs and ends
+# where a straight 3-epoch run ends (same weights byte for byte, same metrics apart from timing).
+for sched in none step exp inv-time cosine; do
+  run=("${common[@]/none/$sched}")
+  "$train" "${run[@]}" --epochs 3 --out "$work/s-$sched" > /dev/null
+  "$train" "${run[@]}" --epochs 1 --out "$work/r-$sched" > /dev/null
+  "$train" "${run[@]}" --epochs 3 --out "$work/r-$sched" --resume "$work/r-$sched/checkpoint.safetensors" \
+    > "$work/r-$sched.log"
+  cmp -s "$work/s-$sched/model.safetensors" "$work/r-$sched/model.safetensors" \
+    || fail "--scheduler $sched: weights after resuming 1 -> 3 epochs differ from a straight 3-epoch run"
+  diff <(cut -d, -f1-6 "$work/s-$sched/metrics.csv") <(cut -d, -f1-6 "$work/r-$sched/metrics.csv") > /dev/null \
+    || fail "--scheduler $sched: resumed metrics.csv differs from the straight run's"
+  grep -q -- "--epochs 3 (the checkpoint's run had 1)" "$work/r-$sched.log" || fail "--scheduler $sched: new horizon not said"
+done
+# A horizon that changes the rates of epochs already done is said (cosine planned for 2, then 4).
+"$train" "${run[@]}" --epochs 2 --out "$work/h" > /dev/null
+"$train" "${run[@]}" --epochs 4 --out "$work/h" --resume "$work/h/checkpoint.safetensors" > "$work/h.log"
+grep -q "other learning rates" "$work/h.log" || fail "a re-planned cosine schedule was not reported"
+# A changed learning rate is applied and said; the fixed flags are usage errors naming the flag.
+"$train" "${run[@]}" --epochs 4 --lr 0.01 --out "$work/h2" --resume "$work/r-cosine/checkpoint.safetensors" > "$work/h2.log"
+grep -q -- "--lr 0.01 (the checkpoint's run had 0.05), applied from epoch 4" "$work/h2.log" || fail "changed --lr not said: $(cat "$work/h2.log")"
+for flag in "--batch-size 8" "--seed 4" "--optimizer adam" "--model lenet"; do
+  set +e
+  out=$("$train" "${run[@]}" --epochs 4 $flag --out "$work/h3" --resume "$work/r-cosine/checkpoint.safetensors" 2>&1)
+  rc=$?
+  set -e
+  [[ $rc -eq 2 ]] || fail "resume with $flag exited $rc, expected 2"
+  grep -q -- "${flag%% *} cannot change on resume" <<< "$out" || fail "resume with $flag said '$out'"
+done
+
 "$train" evaluate --model mlp --weights "$work/full/model.safetensors" --data "$work/data" | grep -q "test accuracy" \
   || fail "evaluate printed no accuracy"
 

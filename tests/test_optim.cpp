@@ -736,6 +736,19 @@ TEST_CASE("optim: scheduler state round trip, warm-up from zero, and the wrapped
     }
     CHECK(a.get_last_lr()[0] < 0.5);
   }
+  {  // a schedule loaded into one with a longer horizon continues on the new plan at the saved t
+    optim::SGD opt({w}, 0.2);
+    optim::CosineAnnealingLR short_plan(opt, 2);
+    short_plan.step();
+    optim::StateDict sd = short_plan.state_dict();
+    optim::SGD opt2({w}, 0.2);
+    optim::CosineAnnealingLR long_plan(opt2, 4);
+    long_plan.load_state_dict(sd);
+    CHECK(long_plan.last_epoch() == 1);
+    CHECK(long_plan.get_last_lr()[0] == long_plan.lr_at(1, 0));
+    CHECK(opt2.param_groups()[0].options().get_lr() == long_plan.lr_at(1, 0));
+    CHECK(long_plan.lr_at(1, 0) != short_plan.get_last_lr()[0]);
+  }
   {  // a group added after the scheduler was made is an error, not a silent mismatch
     optim::SGD opt({w}, 0.1);
     optim::StepLR s(opt, 2);
