@@ -11,16 +11,16 @@
 // saved state is its input, as in PyTorch. See docs/design.md ("Primitives added for speed and
 // memory").
 //
-// For float32 at stride 1 on AVX-512, conv and conv_weight_grad (and so conv_input_grad, which
-// is a conv there) skip the unfold and OpenBLAS: conv_direct.hpp's kernels read the windows
-// straight from zero-padded planes.
+// For float32 at stride 1, conv and conv_weight_grad (and so conv_input_grad, which is a conv
+// there) skip the unfold and OpenBLAS: kernels/conv_direct.hpp's kernels, at the processor's
+// instruction-set level, read the windows straight from zero-padded planes.
 #include <fmt/format.h>
 
 #include <type_traits>
 
 #include "autograd.hpp"
 #include "blas.hpp"
-#include "conv_direct.hpp"
+#include "kernels/conv_direct.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "primitives.hpp"
@@ -103,7 +103,7 @@ Tensor padded_planes(const direct::Plan& pl) {
 
 void conv_forward_direct(const Conv& c, const direct::Plan& pl, const float* px, const float* pw, const float* pb,
                          float* py) {
-  Tensor packed = detail::make_tensor({pl.groups * pl.og8 * pl.kk}, Dtype::Float32);
+  Tensor packed = detail::make_tensor({pl.groups * pl.ogr * pl.kk}, Dtype::Float32);
   direct::pack_weights(pl, pw, typed<float>(packed));
   const int64_t plane = c.g.plane(), L = c.g.positions(), items = direct::forward_items(pl);
   if (c.g.n >= detail::pool_threads()) {  // samples split between threads
@@ -137,7 +137,7 @@ void conv_weight_grad_direct(const Conv& c, const direct::Plan& pl, const float*
     Tensor pad, dwt, gt;
   };
   auto buffers = [&] {
-    return Buffers{padded_planes(pl), zeros({pl.groups * pl.kpad * pl.og16}, Dtype::Float32),
+    return Buffers{padded_planes(pl), zeros({pl.groups * pl.kpad * pl.ogl}, Dtype::Float32),
                    detail::make_tensor({direct::weight_grad_scratch(pl)}, Dtype::Float32)};
   };
   if (c.g.n >= detail::pool_threads()) {

@@ -154,6 +154,10 @@ void set_rng_state(const std::string& state);
 /// The threads the library may use (its own loops and OpenBLAS).
 void set_num_threads(int n);
 int get_num_threads();
+/// What runs: the kernels' instruction-set level (and the processor's best), the BLAS library and
+/// its core, and the threads, e.g. "kernels avx2 (processor: avx2), BLAS OpenBLAS 0.3.21 core
+/// Zen, 2 threads". TAPEGRAD_ISA=avx512|avx2|generic lowers the level.
+std::string config_string();
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 

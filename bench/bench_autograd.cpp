@@ -569,6 +569,7 @@ int main(int argc, char** argv) {
   }
   benchmark::AddCustomContext("openblas", openblas_get_config());
   benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+  benchmark::AddCustomContext("tapegrad", tg::config_string());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

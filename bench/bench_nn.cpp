@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
     benchmark::DoNotOptimize(tg::matmul(t, t).impl().get());
   }
   benchmark::AddCustomContext("openblas_core", tg::detail::blas_core_name());
+  benchmark::AddCustomContext("tapegrad", tg::config_string());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -525,11 +525,10 @@ int main(int argc, char** argv) {
       std::printf("resumed from %s after epoch %lld\n", a.resume.c_str(), (long long)(start_epoch - 1));
     }
 
-    std::printf("tapegrad-train: %s, %lld parameters, %lld training samples, %s lr %g, %s schedule, %d threads, "
-                "BLAS core %s\n",
+    std::printf("tapegrad-train: %s, %lld parameters, %lld training samples, %s lr %g, %s schedule; %s\n",
                 a.model.c_str(), (long long)[&] { int64_t n = 0; for (auto& p : model->parameters()) n += p.numel(); return n; }(),
-                (long long)train_data->size(), a.optimizer.c_str(), a.lr, a.scheduler.c_str(), tg::get_num_threads(),
-                tg::detail::blas_core_name());
+                (long long)train_data->size(), a.optimizer.c_str(), a.lr, a.scheduler.c_str(),
+                tg::config_string().c_str());
     for (int64_t epoch = start_epoch; epoch <= a.epochs; ++epoch) {
       model->train();
       train_loader.set_epoch(epoch - 1);

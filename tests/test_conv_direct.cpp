@@ -1,5 +1,5 @@
-// The float32 direct convolution kernels (autograd/conv_direct.hpp: stride 1, AVX-512) against
-// the float64 path (unfold + OpenBLAS dgemm, which the golden tests check against PyTorch): the
+// The float32 direct convolution kernels (autograd/kernels/conv_direct.hpp: stride 1), at every
+// instruction-set level this processor can run, against the float64 path (unfold + OpenBLAS dgemm, which the golden tests check against PyTorch): the
 // forward, and the input, weight and bias gradients, over geometries the kernels take (each row
 // checks that they do) and their edge cases: padding rows and taps, dilation, groups, 1-D and
 // 3-D, odd sizes, a grid wider than a tile, transposed convolution.
@@ -13,7 +13,8 @@
 
 #include <tapegrad.hpp>
 
-#include "autograd/conv_direct.hpp"
+#include "autograd/kernels/conv_direct.hpp"
+#include "autograd/kernels/isa.hpp"
 
 using tg::Tensor;
 namespace F = tg::nn::functional;
@@ -60,7 +61,37 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const Row& r) {
   return F::conv3d(x, w, b, o);
 }
 
+// Runs f once per level this processor can execute (so an AVX-512 machine tests the AVX2 and
+// generic kernels too), with the level in CAPTURE; restores the level in use.
+template <typename F>
+void at_every_isa(F f) {
+  using tg::kernels::Isa;
+  const Isa before = tg::kernels::active_isa();
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {
+    if (int(isa) > int(tg::kernels::best_isa())) continue;
+    const std::string level = tg::kernels::isa_name(isa);
+    CAPTURE(level);
+    tg::kernels::set_isa(isa);
+    f();
+  }
+  tg::kernels::set_isa(before);
+}
+
 }  // namespace
+
+TEST_CASE("conv: the instruction-set levels") {
+  using tg::kernels::Isa;
+  CHECK(int(tg::kernels::active_isa()) <= int(tg::kernels::best_isa()));
+  const Isa before = tg::kernels::active_isa();
+  if (tg::kernels::best_isa() != Isa::Avx512) CHECK_THROWS_AS(tg::kernels::set_isa(Isa::Avx512), tg::Error);
+  at_every_isa([] {
+    const tg::prim::direct::Kernels& k = tg::prim::direct::kernels_for(tg::kernels::active_isa());
+    CHECK(k.isa == tg::kernels::active_isa());
+    CHECK(k.lanes == (k.isa == Isa::Avx512 ? 16 : k.isa == Isa::Avx2 ? 8 : 4));
+    CHECK(tg::config_string().find(std::string("kernels ") + tg::kernels::isa_name(k.isa)) != std::string::npos);
+  });
+  CHECK(tg::kernels::active_isa() == before);
+}
 
 TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM path") {
   const std::vector<Row> rows = {
@@ -69,7 +100,7 @@ TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM
       {"5x3 dilated (2, 1), asymmetric padding", {2, 32, 13, 9}, {32, 32, 5, 3}, {4, 0}, {2, 1}, 1, false, true, true},
       {"grouped: 2 groups of 16->32", {2, 32, 10, 12}, {64, 16, 3, 3}, {1, 1}, {1, 1}, 2, true, true, true},
       {"20 outputs: padding rows in both tiles", {2, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
-      {"one input channel: 9 taps padded to 24", {2, 1, 28, 28}, {24, 1, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
+      {"one input channel: 9 taps padded to the tap blocks", {2, 1, 28, 28}, {24, 1, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
       {"densenet-small's layer: 36->12 on 14x14, no bias", {2, 36, 14, 14}, {12, 36, 3, 3}, {1, 1}, {1, 1}, 1, false, true,
        true},
       {"width 48: forward tiles along output rows", {2, 16, 6, 48}, {24, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
@@ -85,13 +116,12 @@ TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM
        false, false},
       {"wide rows: a grid row longer than a tile", {1, 16, 3, 100}, {16, 16, 3, 3}, {1, 1}, {1, 1}, 1, true, true, true},
   };
+  at_every_isa([&] {
   tg::manual_seed(7);
   for (const Row& r : rows) {
     CAPTURE(r.name);
-    if (tg::prim::direct::available()) {  // otherwise both sides run unfold + GEMM
-      CHECK(direct_accepts(r, false) == r.forward_direct);
-      CHECK(direct_accepts(r, true) == r.weight_direct);
-    }
+    CHECK(direct_accepts(r, false) == r.forward_direct);
+    CHECK(direct_accepts(r, true) == r.weight_direct);
     Tensor x = tg::randn(r.x, tg::Dtype::Float64), w = tg::randn(r.w, tg::Dtype::Float64);
     Tensor b = r.bias ? tg::randn({r.w[0]}, tg::Dtype::Float64) : Tensor();
     Tensor probe;  // the upstream gradient: a random weighting of the output
@@ -113,25 +143,29 @@ TEST_CASE("conv: the float32 direct kernels agree with the float64 unfold + GEMM
     CHECK(max_rel_err(grads32[1], grads64[1]) < 2e-5);  // weight
     if (r.bias) CHECK(max_rel_err(grads32[2], grads64[2]) < 2e-5);
   }
+  });
 }
 
 TEST_CASE("conv: stride-1 transposed convolution runs on the direct forward kernel and matches float64") {
+  at_every_isa([] {
   tg::manual_seed(8);
   Tensor x = tg::randn({2, 32, 9, 11}, tg::Dtype::Float64), w = tg::randn({32, 16, 3, 3}, tg::Dtype::Float64);
   const auto o = F::ConvTransposeOptions().padding({1, 0});
   // It is the input gradient of a conv: a conv of x with the flipped kernel, padded by k - 1 - p.
   const Row as_conv{"", {2, 32, 9, 11}, {16, 32, 3, 3}, {1, 2}, {1, 1}, 1, false, true, true};
-  if (tg::prim::direct::available()) CHECK(direct_accepts(as_conv, false));
+  CHECK(direct_accepts(as_conv, false));
   Tensor y64 = F::conv_transpose2d(x, w, Tensor(), o);
   Tensor y32 = F::conv_transpose2d(x.to(tg::Dtype::Float32), w.to(tg::Dtype::Float32), Tensor(), o);
   CHECK(y64.shape() == tg::Shape{2, 16, 9, 13});
   CHECK(max_rel_err(y32, y64) < 2e-5);
+  });
 }
 
 TEST_CASE("conv: one sample split between two threads gives the bits of one thread") {
   // With fewer samples than threads the direct kernels split a sample's tiles (forward, input
   // gradient) and taps (weight gradient) instead of the batch: the arithmetic per output is
   // unchanged, so the results are identical.
+  at_every_isa([] {
   tg::manual_seed(9);
   Tensor x = tg::randn({1, 32, 20, 24}), w = tg::randn({48, 32, 3, 3}), b = tg::randn({48});
   const auto o = F::ConvOptions().padding({1, 1});
@@ -153,4 +187,5 @@ TEST_CASE("conv: one sample split between two threads gives the bits of one thre
   }
   tg::set_num_threads(before);
   CHECK(results[0] == results[1]);
+  });
 }
