@@ -390,7 +390,10 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Shape out_shape = x.shape();
   out_shape[size_t(dim)] = index.numel();
   Tensor y = detail::make_tensor(out_shape, x.dtype());
-  auto [outer, rows, inner] = split_at(x.shape(), dim);
+  // Plain variables, not a structured binding: lambdas capture them (C++17 forbids capturing
+  // bindings; clang rejects it).
+  const std::array<int64_t, 3> sizes = split_at(x.shape(), dim);
+  const int64_t outer = sizes[0], rows = sizes[1], inner = sizes[2];
   const int64_t* p = typed<int64_t>(index);
   const int64_t k = index.numel();
   dispatch(x.dtype(), [&](auto z) {
@@ -416,7 +419,8 @@ Tensor index_add(const Tensor& g, const Shape& x_shape, int64_t dim, const Tenso
     throw Error(fmt::format("index_add: expected a source of shape {}, got {}", shape_str(g_shape),
                             shape_str(g.shape())));
   Tensor y = zeros(x_shape, g.dtype());
-  auto [outer, rows, inner] = split_at(x_shape, dim);
+  const std::array<int64_t, 3> sizes = split_at(x_shape, dim);  // captured below: no binding
+  const int64_t outer = sizes[0], rows = sizes[1], inner = sizes[2];
   const int64_t* p = typed<int64_t>(index);
   const int64_t k = index.numel();
   dispatch(g.dtype(), [&](auto z) {

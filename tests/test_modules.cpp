@@ -232,7 +232,7 @@ TEST_CASE("modules: API.md's DenseLayer compiles and concatenates channels; a De
   CHECK(std::dynamic_pointer_cast<DenseLayer>((*block.layers)[2])->conv->weight.shape() == tg::Shape{4, 14, 3, 3});
   // Gradients reach every parameter.
   z.sum().backward();
-  for (const auto& [n, p] : block.named_parameters()) CHECK_MESSAGE(p.grad().defined(), n);
+  for (const auto& np : block.named_parameters()) CHECK_MESSAGE(np.second.grad().defined(), np.first);
 }
 
 TEST_CASE("modules: parameters(), buffers(), children(), named_children() and named_modules()") {
@@ -362,7 +362,7 @@ TEST_CASE("modules: zero_grad sets gradients to none, or to zeros") {
   Net net;
   Tensor x = tg::randn({2, 4, 5, 5});
   net(x).sum().backward();
-  for (const auto& [n, p] : net.named_parameters()) REQUIRE_MESSAGE(p.grad().defined(), n);
+  for (const auto& np : net.named_parameters()) REQUIRE_MESSAGE(np.second.grad().defined(), np.first);
 
   net.zero_grad(/*set_to_none=*/false);
   for (const auto& [n, p] : net.named_parameters()) {
@@ -409,8 +409,8 @@ TEST_CASE("modules: to(kFloat64) converts parameters and buffers in place; held 
   CHECK(rm.to_vector<double>() == std::vector<double>(8, 0.25));
   CHECK(bn->running_var.dtype() == tg::kFloat64);
   CHECK(bn->num_batches_tracked.dtype() == tg::kInt64);  // integers stay integers
-  for (const auto& [k, t] : s->state_dict())
-    CHECK_MESSAGE(t.dtype() == (k == "1.num_batches_tracked" ? tg::kInt64 : tg::kFloat64), k);
+  for (const auto& kv : s->state_dict())
+    CHECK_MESSAGE(kv.second.dtype() == (kv.first == "1.num_batches_tracked" ? tg::kInt64 : tg::kFloat64), kv.first);
 
   // The module runs in float64, and its gradients are float64.
   Tensor y = (*s)(x.to(tg::kFloat64));
@@ -451,7 +451,7 @@ TEST_CASE("modules: state_dict / load_state_dict round trip") {
   Net b;
   Tensor handle = b.block1->layer1->conv->weight;
   b.load_state_dict(saved);
-  for (const auto& [k, t] : b.state_dict()) CHECK_MESSAGE(max_abs_diff(t, saved.at(k)) == 0.0, k);
+  for (const auto& kv : b.state_dict()) CHECK_MESSAGE(max_abs_diff(kv.second, saved.at(kv.first)) == 0.0, kv.first);
   CHECK(b.block2->layer2->bn->num_batches_tracked.item<int64_t>() == 9);
   CHECK(same_impl(handle, b.block1->layer1->conv->weight));  // loaded in place
   CHECK(max_abs_diff(handle, saved.at("block1.layer1.conv.weight")) == 0.0);
@@ -472,7 +472,7 @@ TEST_CASE("modules: a module loads its own live state_dict (source and destinati
   auto s = conv_bn_relu();
   const nn::StateDict before = copy_of(s->state_dict());
   s->load_state_dict(s->state_dict());
-  for (const auto& [k, t] : s->state_dict()) CHECK_MESSAGE(max_abs_diff(t, before.at(k)) == 0.0, k);
+  for (const auto& kv : s->state_dict()) CHECK_MESSAGE(max_abs_diff(kv.second, before.at(kv.first)) == 0.0, kv.first);
 }
 
 TEST_CASE("modules: strict load with missing, unexpected and wrongly shaped keys lists them all, changes nothing") {
@@ -493,7 +493,7 @@ TEST_CASE("modules: strict load with missing, unexpected and wrongly shaped keys
   check_contains(msg, {"load_state_dict", "missing keys [1.bias]", "unexpected keys [2.weight]",
                        "0.bias (expected [8], got [9])"});
   CHECK(conv->weight.to_vector<double>()[0] == w0);
-  for (const auto& [k, t] : s->state_dict()) CHECK_MESSAGE(max_abs_diff(t, before.at(k)) == 0.0, k);
+  for (const auto& kv : s->state_dict()) CHECK_MESSAGE(max_abs_diff(kv.second, before.at(kv.first)) == 0.0, kv.first);
 
   // Each kind alone is an error too when strict.
   nn::StateDict only_missing = copy_of(before);
@@ -521,7 +521,7 @@ TEST_CASE("modules: strict load with missing, unexpected and wrongly shaped keys
   CHECK(msg.find("1.bias") == std::string::npos);     // missing keys are not errors here
   CHECK(msg.find("2.weight") == std::string::npos);   // nor unexpected ones
   CHECK(conv->weight.to_vector<double>()[0] == w0);
-  for (const auto& [k, t] : s->state_dict()) CHECK_MESSAGE(max_abs_diff(t, before.at(k)) == 0.0, k);
+  for (const auto& kv : s->state_dict()) CHECK_MESSAGE(max_abs_diff(kv.second, before.at(kv.first)) == 0.0, kv.first);
 }
 
 // =====================================================================================
@@ -636,7 +636,7 @@ TEST_CASE("modules: bad options are rejected at construction") {
   CHECK_THROWS_AS(nn::MaxPool2d(nn::MaxPool2dOptions(2).padding(2))(tg::zeros({1, 2, 5, 5})), tg::Error);
   CHECK_THROWS_AS(nn::AdaptiveAvgPool2d(nn::functional::IntList{0})(tg::zeros({1, 2, 4, 4})), tg::Error);
   CHECK_THROWS_AS(nn::LocalResponseNorm(0)(tg::zeros({1, 2, 4})), tg::Error);
-  CHECK_THROWS_AS(nn::Upsample(F::InterpolateOptions())(tg::zeros({1, 2, 4, 4})), tg::Error);
+  CHECK_THROWS_AS(nn::Upsample(F::InterpolateOptions{})(tg::zeros({1, 2, 4, 4})), tg::Error);
   CHECK_THROWS_AS(nn::BatchNorm1d(3)(tg::zeros({1, 3})), tg::Error);  // one value per channel in training
 }
 
@@ -977,8 +977,12 @@ TEST_CASE("modules: BatchNorm1d/2d training steps, running statistics and eval m
                                 {"bn1d_m0.1", false, 4, 0.1},
                                 {"bn1d_3d_m0.3", false, 4, 0.3}};
   for (const auto& sc : scenarios) {
-    for (auto [tag, dtype, tol] : {std::tuple<const char*, tg::Dtype, double>{"f32", tg::kFloat32, 1e-6},
-                                   std::tuple<const char*, tg::Dtype, double>{"f64", tg::kFloat64, 1e-12}}) {
+    for (const auto& run : {std::tuple<const char*, tg::Dtype, double>{"f32", tg::kFloat32, 1e-6},
+                            std::tuple<const char*, tg::Dtype, double>{"f64", tg::kFloat64, 1e-12}}) {
+      // Plain variables, not a structured binding: the lambda below captures them.
+      const char* tag = std::get<0>(run);
+      const tg::Dtype dtype = std::get<1>(run);
+      const double tol = std::get<2>(run);
       const std::string base = sc.name, p = base + "." + tag;
       INFO(p);
       auto opts = nn::BatchNormOptions(sc.features).momentum(sc.momentum);

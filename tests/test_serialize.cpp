@@ -192,7 +192,9 @@ TEST_CASE("serialize: float32, float64 and int64 tensors round trip bit for bit,
   const auto out = tg::load_tensors(path, &meta_out);
   CHECK(meta_out == meta);
   REQUIRE(out.size() == in.size());
-  for (const auto& [name, t] : in) {
+  for (const auto& entry : in) {  // no structured binding: INFO captures in a lambda
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO("tensor " << name);
     REQUIRE(out.count(name) == 1);
     const Tensor& u = out.at(name);

@@ -14,6 +14,8 @@
 #define TG_KERNEL_TAP_PAD 24
 // GCC 12 warns that _mm512_undefined_ps() (inside xsimd's shuffles) is uninitialised: its bug
 // 105593, a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "conv_direct_impl.hpp"
