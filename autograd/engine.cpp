@@ -15,6 +15,7 @@ namespace tg {
 namespace {
 thread_local bool grad_mode = true;
 thread_local bool anomaly_mode = false;
+thread_local bool in_targeted_pass = false;  // the innermost running pass is autograd::grad's
 }  // namespace
 
 bool is_grad_enabled() { return grad_mode; }
@@ -99,6 +100,8 @@ std::shared_ptr<Node> gradient_edge(const Tensor& t) {
   return impl->grad_accumulator;
 }
 
+bool in_targeted_backward() { return in_targeted_pass; }
+
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   for (const Tensor& t : inputs)
     if (t.requires_grad()) return true;
@@ -168,6 +171,30 @@ struct Engine {
   const std::vector<std::shared_ptr<Node>>* targets;  // autograd::grad: capture here, don't accumulate
   std::vector<Tensor>* captured;
   std::vector<Node*> all;
+  // The scratch of nodes that an enclosing pass owns, set aside while this pass (run from inside
+  // one of its VJPs) uses them; reset() gives it back.
+  struct SetAside {
+    Node* n;
+    const void* pass;
+    int dependencies;
+    bool reaches;
+    Tensor grad_buffer;
+  };
+  std::vector<SetAside> set_aside;
+
+  // Makes n part of this pass; false when it already is.
+  bool claim(Node* n) {
+    if (n->pass == this) return false;
+    if (n->pass) {
+      set_aside.push_back({n, n->pass, n->dependencies, n->reaches, std::move(n->grad_buffer)});
+      n->dependencies = 0;
+      n->reaches = false;
+      n->grad_buffer = Tensor();
+    }
+    n->pass = this;
+    all.push_back(n);
+    return true;
+  }
 
   // Marks every node reachable from the roots, counts dependencies, and works out which
   // nodes lead to a target (only those run).
@@ -178,21 +205,16 @@ struct Engine {
     };
     std::vector<Frame> stack;
     for (Node* r : roots) {
-      if (r->seen) continue;
-      r->seen = true;
-      all.push_back(r);
+      if (!claim(r)) continue;
       stack.push_back({r, 0});
       while (!stack.empty()) {
         Frame& f = stack.back();
         if (f.edge < f.n->next.size()) {
           Node* c = f.n->next[f.edge++].get();
           if (!c) continue;
+          const bool fresh = claim(c);
           c->dependencies++;
-          if (!c->seen) {
-            c->seen = true;
-            all.push_back(c);
-            stack.push_back({c, 0});
-          }
+          if (fresh) stack.push_back({c, 0});
           continue;
         }
         Node* n = f.n;
@@ -280,10 +302,16 @@ struct Engine {
 
   void reset() {
     for (Node* n : all) {
+      n->pass = nullptr;
       n->dependencies = 0;
-      n->seen = false;
       n->reaches = false;
       n->grad_buffer = Tensor();
+    }
+    for (auto it = set_aside.rbegin(); it != set_aside.rend(); ++it) {
+      it->n->pass = it->pass;
+      it->n->dependencies = it->dependencies;
+      it->n->reaches = it->reaches;
+      it->n->grad_buffer = std::move(it->grad_buffer);
     }
   }
 };
@@ -317,7 +345,12 @@ void run_engine(const std::vector<Tensor>& roots, const std::vector<Tensor>& gra
     seeds.push_back(seed_grad(roots[i], grad_roots.empty() ? Tensor() : grad_roots[i], what));
   }
   GradModeGuard mode(create_graph);
-  Engine e{retain_graph, create_graph, targets, captured, {}};
+  struct Targeted {
+    bool prev = in_targeted_pass;
+    explicit Targeted(bool on) { in_targeted_pass = on; }
+    ~Targeted() { in_targeted_pass = prev; }
+  } targeted(targets != nullptr);
+  Engine e{retain_graph, create_graph, targets, captured, {}, {}};
   std::vector<Node*> raw;
   for (auto& n : root_nodes) raw.push_back(n.get());
   struct Reset {

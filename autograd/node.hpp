@@ -43,9 +43,11 @@ struct Node : std::enable_shared_from_this<Node> {
   std::weak_ptr<TensorImpl> retained;  // retain_grad() on the output of this node
   std::vector<std::pair<size_t, Hook>> hooks;
 
-  // Scratch used by one backward pass at a time.
+  // Scratch of the backward pass that owns the node (`pass`, null when none does). A pass run
+  // inside a VJP (checkpoint's recomputation) sets aside the scratch of nodes an enclosing pass
+  // owns and gives it back when it ends (engine.cpp).
+  const void* pass = nullptr;
   int dependencies = 0;
-  bool seen = false;
   bool reaches = false;
   Tensor grad_buffer;
 
@@ -65,6 +67,9 @@ Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs
 Tensor record(std::string name, Tensor out, const std::vector<Tensor>& inputs, VjpFn vjp,
               bool keep_output = false);
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
+/// True while the innermost backward pass on this thread is autograd::grad's (it captures
+/// gradients at given inputs instead of accumulating into leaves).
+bool in_targeted_backward();
 }  // namespace detail
 
 }  // namespace tg

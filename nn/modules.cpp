@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "../autograd/checkpoint.hpp"
 #include "init.hpp"
 
 namespace tg::nn {
@@ -168,7 +169,8 @@ Tensor BatchNormNd::forward(const Tensor& x) {
     fail(fmt::format("expected input with {} channels, got {} (input {})", options.num_features(), x.size(1),
                      shape_str(x.shape())));
   const bool use_batch_stats = is_training() || !running_mean.defined();
-  if (is_training() && num_batches_tracked.defined()) num_batches_tracked.add_(tg::ones({}, kInt64));
+  if (is_training() && num_batches_tracked.defined() && !autograd::in_checkpoint_recompute())
+    num_batches_tracked.add_(tg::ones({}, kInt64));  // once per forward, as the running statistics
   return F::batch_norm(x, use_batch_stats && !is_training() ? Tensor() : running_mean,
                        use_batch_stats && !is_training() ? Tensor() : running_var, weight, bias, use_batch_stats,
                        options.momentum(), options.eps());

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "../autograd/autograd.hpp"
+#include "../autograd/checkpoint.hpp"
 #include "../autograd/primitives.hpp"
 #include "functional.hpp"
 
@@ -64,7 +65,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   std::tie(mean, var) = mean_var(x, dims, cs);
   Tensor scale = 1.0 / tg::sqrt(var + eps);
   if (weight.defined()) scale = scale * weight.reshape(cs);
-  if (running_mean.defined() && running_var.defined()) {
+  // Not again when tg::checkpoint re-runs the forward in backward: once per forward pass.
+  if (running_mean.defined() && running_var.defined() && !autograd::in_checkpoint_recompute()) {
     NoGradGuard no_grad;
     Tensor m = mean.detach().reshape({c}).to(running_mean.dtype());
     Tensor v = (var.detach().reshape({c}) * (double(count) / double(count - 1))).to(running_var.dtype());

@@ -5,6 +5,7 @@
 #include "adam.hpp"
 #include "clip.hpp"
 #include "delta_bar_delta.hpp"
+#include "lbfgs.hpp"
 #include "lr_scheduler.hpp"
 #include "optimizer.hpp"
 #include "rmsprop.hpp"

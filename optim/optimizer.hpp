@@ -99,8 +99,9 @@ class Optimizer {
 
   /// One update of every parameter that has a gradient (others are skipped). With a closure,
   /// it is called first with grad mode on (it should zero the grads, compute the loss and call
-  /// backward) and its loss is returned; otherwise the result is undefined.
-  Tensor step(const LossClosure& closure = nullptr);
+  /// backward) and its loss is returned; otherwise the result is undefined. Virtual for the
+  /// optimizers that drive the closure themselves (LBFGS).
+  virtual Tensor step(const LossClosure& closure = nullptr);
 
   /// Zeroes every parameter's gradient in place, or makes it undefined when set_to_none
   /// (PyTorch 1.13's default is false, and so is ours).
@@ -121,12 +122,13 @@ class Optimizer {
   const std::string& name() const { return name_; }
 
   /// A snapshot (tensors are copies) of the options of every group and the state of every
-  /// parameter; keys as in the header comment.
-  StateDict state_dict() const;
+  /// parameter; keys as in the header comment. Virtual for optimizers whose state is not
+  /// per parameter (LBFGS adds its own state.0.* keys).
+  virtual StateDict state_dict() const;
   /// Restores options and state from state_dict() of an optimizer of the same kind over
   /// parameters of the same shapes, grouped the same way. Validates everything first: on error
   /// nothing changes. State tensors are copied and converted to the parameter's dtype.
-  void load_state_dict(const StateDict& sd);
+  virtual void load_state_dict(const StateDict& sd);
 
  protected:
   Optimizer(std::string name, const OptimizerOptions& defaults);
