@@ -61,9 +61,10 @@ Tensor scalar_like(const Tensor& t, double v) {
 }
 
 int64_t wrap_dim(int64_t d, const Shape& s, const char* op) {
-  const int64_t n = int64_t(s.size());
-  int64_t r = d < 0 ? d + n : d;
-  if (r < 0 || r >= std::max<int64_t>(n, 1))
+  // A 0-d tensor takes dim 0 or -1, as in PyTorch.
+  const int64_t n = int64_t(s.size()), m = std::max<int64_t>(n, 1);
+  int64_t r = d < 0 ? d + m : d;
+  if (r < 0 || r >= m)
     throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims (shape {})", op, d, n, shape_str(s)));
   return r;
 }
