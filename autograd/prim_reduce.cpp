@@ -321,8 +321,9 @@ Tensor cumsum(const Tensor& x, int64_t dim, bool reverse) {
   const int64_t outer = split[0], r = split[1], inner = split[2];
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
-    // Floating sums accumulate in double, as PyTorch's CPU kernel; int64 ones exactly.
-    using A = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
+    // Floating sums accumulate in double, as PyTorch's CPU kernel; int64 ones exactly, in
+    // unsigned arithmetic so that an overflow wraps (as PyTorch's) instead of being undefined.
+    using A = std::conditional_t<std::is_integral_v<T>, uint64_t, double>;
     const T* px = typed<T>(x);
     T* py = typed<T>(y);
     detail::parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, r * inner)),
