@@ -28,14 +28,17 @@ std::string shape_str(const Shape& s);
 class TensorOptions {
  public:
   TensorOptions() = default;
-  TensorOptions(Dtype d) : dtype_(d) {}  // NOLINT: implicit like libtorch
-  TensorOptions& dtype(Dtype d) { dtype_ = d; return *this; }
+  TensorOptions(Dtype d) : dtype_(d), has_dtype_(true) {}  // NOLINT: implicit like libtorch
+  TensorOptions& dtype(Dtype d) { dtype_ = d; has_dtype_ = true; return *this; }
   TensorOptions& requires_grad(bool r = true) { requires_grad_ = r; return *this; }
-  Dtype dtype() const { return dtype_; }
+  Dtype dtype() const { return dtype_; }  ///< float32 unless set
+  /// Whether a dtype was set: the *_like factories keep their tensor's dtype otherwise.
+  bool has_dtype() const { return has_dtype_; }
   bool requires_grad() const { return requires_grad_; }
 
  private:
   Dtype dtype_ = kFloat32;
+  bool has_dtype_ = false;
   bool requires_grad_ = false;
 };
 

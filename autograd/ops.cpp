@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "autograd.hpp"
@@ -60,9 +61,10 @@ Tensor scalar_like(const Tensor& t, double v) {
 }
 
 int64_t wrap_dim(int64_t d, const Shape& s, const char* op) {
-  const int64_t n = int64_t(s.size());
-  int64_t r = d < 0 ? d + n : d;
-  if (r < 0 || r >= std::max<int64_t>(n, 1))
+  // A 0-d tensor takes dim 0 or -1, as in PyTorch.
+  const int64_t n = int64_t(s.size()), m = std::max<int64_t>(n, 1);
+  int64_t r = d < 0 ? d + m : d;
+  if (r < 0 || r >= m)
     throw Error(fmt::format("{}: dim {} out of range for a tensor with {} dims (shape {})", op, d, n, shape_str(s)));
   return r;
 }
@@ -159,10 +161,25 @@ Tensor tanh(const Tensor& x) { need(x, "tanh"); return prim::tanh(x); }
 Tensor sigmoid(const Tensor& x) { need(x, "sigmoid"); return prim::sigmoid(x); }
 Tensor relu(const Tensor& x) { need(x, "relu"); return prim::relu(x); }
 Tensor erf(const Tensor& x) { need(x, "erf"); return prim::erf(x); }
+Tensor sin(const Tensor& x) { need(x, "sin"); return prim::sin(x); }
+Tensor cos(const Tensor& x) { need(x, "cos"); return prim::cos(x); }
+Tensor log1p(const Tensor& x) { need(x, "log1p"); return prim::log1p(x); }
+Tensor expm1(const Tensor& x) { need(x, "expm1"); return prim::expm1(x); }
+Tensor rsqrt(const Tensor& x) {
+  need(x, "rsqrt");
+  dispatch_floating(x.dtype(), "rsqrt", [](auto) {});
+  return 1.0 / prim::sqrt(x);
+}
+Tensor square(const Tensor& x) { need(x, "square"); return x * x; }
+Tensor floor(const Tensor& x) { need(x, "floor"); return prim::step(x, prim::StepFn::Floor); }
+Tensor ceil(const Tensor& x) { need(x, "ceil"); return prim::step(x, prim::StepFn::Ceil); }
+Tensor round(const Tensor& x) { need(x, "round"); return prim::step(x, prim::StepFn::Round); }
+Tensor sign(const Tensor& x) { need(x, "sign"); return prim::step(x, prim::StepFn::Sign); }
 Tensor pow(const Tensor& x, double p) { need(x, "pow"); return prim::pow_scalar(x, p); }
 Tensor pow(const Tensor& x, const Tensor& p) { auto [a, b] = promote_pair(x, p, "pow"); return prim::pow(a, b); }
 Tensor maximum(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "maximum"); return prim::maximum(x, y); }
 Tensor minimum(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "minimum"); return prim::minimum(x, y); }
+Tensor atan2(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b, "atan2"); return prim::atan2(x, y); }
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
   need(x, "clamp");
@@ -178,6 +195,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape s = detail::broadcast_shapes(cond.shape(), x.shape(), "where");
   return prim::where(expand_to(cond.detach(), s), expand_to(x, s), expand_to(y, s));
 }
+Tensor where(const Tensor& cond, const Tensor& a, double b) { return where(cond, a, scalar_like(a, b)); }
+Tensor where(const Tensor& cond, double a, const Tensor& b) { return where(cond, scalar_like(b, a), b); }
+Tensor where(const Tensor& cond, double a, double b) {
+  return where(cond, scalar_tensor(a, kFloat32), scalar_tensor(b, kFloat32));
+}
 
 #define TG_COMPARE(name, op)                                     \
   Tensor name(const Tensor& a, const Tensor& b) {                \
@@ -191,6 +213,21 @@ TG_COMPARE(le, Le)
 TG_COMPARE(gt, Gt)
 TG_COMPARE(ge, Ge)
 #undef TG_COMPARE
+
+// A scalar is taken in the tensor's dtype, as for arithmetic; an operator with the scalar first
+// is the mirrored comparison.
+#define TG_COMPARE_OPS(name, op, mirror)                                                     \
+  Tensor name(const Tensor& a, double b) { return name(a, scalar_like(a, b)); }              \
+  Tensor operator op(const Tensor& a, const Tensor& b) { return name(a, b); }                \
+  Tensor operator op(const Tensor& a, double b) { return name(a, b); }                       \
+  Tensor operator op(double a, const Tensor& b) { return mirror(b, a); }
+TG_COMPARE_OPS(eq, ==, eq)
+TG_COMPARE_OPS(ne, !=, ne)
+TG_COMPARE_OPS(lt, <, gt)
+TG_COMPARE_OPS(le, <=, ge)
+TG_COMPARE_OPS(gt, >, lt)
+TG_COMPARE_OPS(ge, >=, le)
+#undef TG_COMPARE_OPS
 
 // ---- reductions ----
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
@@ -236,6 +273,55 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), {d}));
 }
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return argmax(-x.detach(), dim, keepdim); }
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  need(x, "logsumexp");
+  if (!is_floating(x.dtype())) throw Error("logsumexp: expected a floating tensor (float32 or float64), got int64");
+  const std::vector<int64_t> d = wrap_dims(dims, x.shape(), "logsumexp");
+  // log sum exp(x - m) + m with m the maximum: the value does not depend on m, so m takes no
+  // gradient. An infinite maximum is replaced by 0, as PyTorch does (all -inf gives -inf, not NaN).
+  Tensor m = max(x, d, true).detach();
+  m = where(eq(abs(m), std::numeric_limits<double>::infinity()), 0.0, m);
+  Tensor y = log(sum(exp(x - m), d, true)) + m;
+  return keepdim || x.dim() == 0 ? y : prim::reshape(y, drop_dims(x.shape(), d));
+}
+
+// ---- scans and sorting ----
+Tensor cumsum(const Tensor& x, int64_t dim) {
+  need(x, "cumsum");
+  const int64_t d = wrap_dim(dim, x.shape(), "cumsum");
+  if (x.dim() == 0) return x.clone();
+  return prim::cumsum(x, d, false);
+}
+
+namespace {
+// The first k of the sorting permutation along dim, and the values it picks with gather (whose
+// VJP scatters the gradient back: the indices themselves take none).
+std::tuple<Tensor, Tensor> sorted_prefix(const Tensor& x, int64_t k, int64_t dim, bool descending, const char* op) {
+  need(x, op);
+  const int64_t d = wrap_dim(dim, x.shape(), op);
+  const int64_t n = x.dim() == 0 ? 1 : x.size(d);
+  if (k < 0 || k > n)
+    throw Error(fmt::format("{}: expected k in [0, {}] (the size of dim {}), got k = {} for shape {}", op, n, dim, k,
+                            shape_str(x.shape())));
+  if (x.dim() == 0) return {x.clone(), zeros({}, kInt64)};
+  Tensor idx = prim::argsort(x.detach(), d, descending, k);
+  return {prim::gather(x, d, idx), idx};
+}
+}  // namespace
+
+std::tuple<Tensor, Tensor> sort(const Tensor& x, int64_t dim, bool descending) {
+  need(x, "sort");
+  return sorted_prefix(x, x.dim() == 0 ? 1 : x.size(wrap_dim(dim, x.shape(), "sort")), dim, descending, "sort");
+}
+Tensor argsort(const Tensor& x, int64_t dim, bool descending) {
+  need(x, "argsort");
+  const int64_t d = wrap_dim(dim, x.shape(), "argsort");
+  if (x.dim() == 0) return zeros({}, kInt64);
+  return prim::argsort(x.detach(), d, descending, x.size(d));
+}
+std::tuple<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool /*sorted*/) {
+  return sorted_prefix(x, k, dim, largest, "topk");
+}
 
 // ---- movement ----
 Tensor reshape(const Tensor& x, const Shape& s) {
@@ -454,50 +540,5 @@ Tensor unfold(const Tensor& x, const WindowOptions& o) { return prim::unfold(x, 
 Tensor fold(const Tensor& cols, const Shape& output_size, const WindowOptions& o) {
   return prim::fold(cols, output_size, o);
 }
-
-// ---- Tensor methods ----
-Tensor Tensor::to(Dtype d) const {
-  need(*this, "to");
-  return d == dtype() ? *this : prim::cast(*this, d);
-}
-Tensor Tensor::clone() const {
-  need(*this, "clone");
-  return prim::cast(*this, dtype());  // a differentiable copy into fresh storage
-}
-Tensor Tensor::operator-() const { return neg(*this); }
-Tensor Tensor::sum() const { return tg::sum(*this); }
-Tensor Tensor::sum(const std::vector<int64_t>& d, bool k) const { return tg::sum(*this, d, k); }
-Tensor Tensor::mean() const { return tg::mean(*this); }
-Tensor Tensor::mean(const std::vector<int64_t>& d, bool k) const { return tg::mean(*this, d, k); }
-Tensor Tensor::max() const { return tg::max(*this); }
-Tensor Tensor::max(const std::vector<int64_t>& d, bool k) const { return tg::max(*this, d, k); }
-Tensor Tensor::min() const { return tg::min(*this); }
-Tensor Tensor::min(const std::vector<int64_t>& d, bool k) const { return tg::min(*this, d, k); }
-Tensor Tensor::argmax(int64_t d, bool k) const { return tg::argmax(*this, d, k); }
-Tensor Tensor::reshape(const Shape& s) const { return tg::reshape(*this, s); }
-Tensor Tensor::view(const Shape& s) const { return tg::view(*this, s); }
-Tensor Tensor::permute(const std::vector<int64_t>& d) const { return tg::permute(*this, d); }
-Tensor Tensor::transpose(int64_t a, int64_t b) const { return tg::transpose(*this, a, b); }
-Tensor Tensor::t() const {
-  if (dim() > 2) throw Error(fmt::format("t: expected a tensor with at most 2 dims, got {}", shape_str(shape())));
-  return dim() < 2 ? *this : tg::transpose(*this, 0, 1);
-}
-Tensor Tensor::flatten(int64_t s, int64_t e) const { return tg::flatten(*this, s, e); }
-Tensor Tensor::unsqueeze(int64_t d) const { return tg::unsqueeze(*this, d); }
-Tensor Tensor::squeeze() const { return tg::squeeze(*this); }
-Tensor Tensor::squeeze(int64_t d) const { return tg::squeeze(*this, d); }
-Tensor Tensor::expand(const Shape& s) const { return tg::expand(*this, s); }
-Tensor Tensor::narrow(int64_t d, int64_t s, int64_t l) const { return tg::narrow(*this, d, s, l); }
-Tensor Tensor::pow(double p) const { return tg::pow(*this, p); }
-Tensor Tensor::pow(const Tensor& p) const { return tg::pow(*this, p); }
-Tensor Tensor::exp() const { return tg::exp(*this); }
-Tensor Tensor::log() const { return tg::log(*this); }
-Tensor Tensor::sqrt() const { return tg::sqrt(*this); }
-Tensor Tensor::abs() const { return tg::abs(*this); }
-Tensor Tensor::tanh() const { return tg::tanh(*this); }
-Tensor Tensor::sigmoid() const { return tg::sigmoid(*this); }
-Tensor Tensor::relu() const { return tg::relu(*this); }
-Tensor Tensor::clamp(double lo, double hi) const { return tg::clamp(*this, lo, hi); }
-Tensor Tensor::matmul(const Tensor& o) const { return tg::matmul(*this, o); }
 
 }  // namespace tg

@@ -1,7 +1,9 @@
 // Elementwise primitives: forward kernel and VJP side by side.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "autograd.hpp"
 #include "node.hpp"
@@ -154,7 +156,18 @@ auto loop(F f) {
   };
 }
 
-Tensor sign(const Tensor& x) { return gt(x, zeros_like(x)) - lt(x, zeros_like(x)); }
+// A rounding function; integers are whole already (and a round trip through double would lose
+// the low bits of large ones).
+template <typename F>
+auto rounding(F f) {
+  return [f](auto* x, auto* y, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    if constexpr (std::is_integral_v<T>)
+      std::copy(x, x + n, y);
+    else
+      for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+  };
+}
 
 }  // namespace
 
@@ -181,7 +194,7 @@ Tensor sqrt(const Tensor& x) {
 
 Tensor abs(const Tensor& x) {
   Tensor y = unary<false>(x, "abs", loop([](auto v) { return v < 0 ? -v : v; }));
-  return detail::record("abs", y, {x}, [x](const Tensor& g, const Tensor&, Needs) { return Grads{g * sign(x)}; });
+  return detail::record("abs", y, {x}, [x](const Tensor& g, const Tensor&, Needs) { return Grads{g * prim::step(x, StepFn::Sign)}; });
 }
 
 Tensor tanh(const Tensor& x) {
@@ -201,6 +214,41 @@ Tensor erf(const Tensor& x) {
   return detail::record("erf", y, {x}, [x](const Tensor& g, const Tensor&, Needs) {
     return Grads{g * tg::exp(-(x * x)) * 1.1283791670955126};  // 2 / sqrt(pi)
   });
+}
+
+Tensor sin(const Tensor& x) {
+  Tensor y = unary<true>(x, "sin", [](auto* a, auto* b, int64_t n) { simd::sin(a, b, n); });
+  return detail::record("sin", y, {x}, [x](const Tensor& g, const Tensor&, Needs) { return Grads{g * tg::cos(x)}; });
+}
+
+Tensor cos(const Tensor& x) {
+  Tensor y = unary<true>(x, "cos", [](auto* a, auto* b, int64_t n) { simd::cos(a, b, n); });
+  return detail::record("cos", y, {x}, [x](const Tensor& g, const Tensor&, Needs) { return Grads{-g * tg::sin(x)}; });
+}
+
+Tensor log1p(const Tensor& x) {
+  Tensor y = unary<true>(x, "log1p", [](auto* a, auto* b, int64_t n) { simd::log1p(a, b, n); });
+  return detail::record("log1p", y, {x}, [x](const Tensor& g, const Tensor&, Needs) { return Grads{g / (x + 1.0)}; });
+}
+
+Tensor expm1(const Tensor& x) {
+  Tensor y = unary<true>(x, "expm1", [](auto* a, auto* b, int64_t n) { simd::expm1(a, b, n); });
+  return detail::record("expm1", y, {x},
+                        [](const Tensor& g, const Tensor& out, Needs) { return Grads{g * (out + 1.0)}; }, true);
+}
+
+Tensor step(const Tensor& x, StepFn f) {
+  static constexpr const char* kNames[] = {"floor", "ceil", "round", "sign"};
+  const char* op = kNames[int(f)];
+  Tensor y;
+  switch (f) {
+    case StepFn::Floor: y = unary<false>(x, op, rounding([](auto v) { return std::floor(v); })); break;
+    case StepFn::Ceil: y = unary<false>(x, op, rounding([](auto v) { return std::ceil(v); })); break;
+    // nearbyint in the default rounding mode: half to even, as torch.round.
+    case StepFn::Round: y = unary<false>(x, op, rounding([](auto v) { return std::nearbyint(v); })); break;
+    default: y = unary<false>(x, op, loop([](auto v) { return decltype(v)((v > 0) - (v < 0)); }));  // NaN -> 0
+  }
+  return detail::record(op, y, {x}, [](const Tensor& g, const Tensor&, Needs) { return Grads{zeros_like(g)}; });
 }
 
 Tensor relu(const Tensor& x) {
@@ -368,6 +416,16 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
     Tensor half = eq(a, b) * 0.5;
     return Grads{n[0] ? reduce_to(g * (lt(a, b) + half), a) : Tensor(),
                  n[1] ? reduce_to(g * (gt(a, b) + half), b) : Tensor()};
+  });
+}
+
+Tensor atan2(const Tensor& a, const Tensor& b) {
+  check_pair(a, b, "atan2");
+  dispatch_floating(a.dtype(), "atan2", [](auto) {});
+  Tensor y = binary(a, b, "atan2", [](auto u, auto v) { return decltype(u)(std::atan2(u, v)); });
+  return detail::record("atan2", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
+    Tensor s = g / (a * a + b * b);
+    return Grads{n[0] ? reduce_to(s * b, a) : Tensor(), n[1] ? reduce_to(-s * a, b) : Tensor()};
   });
 }
 

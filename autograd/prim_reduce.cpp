@@ -1,8 +1,12 @@
-// Reduction primitives: sum and amax over any set of dims (keepdim shape), argmax.
+// Reduction primitives: sum and amax over any set of dims (keepdim shape), argmax; the scan
+// cumsum and argsort along one dim.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <limits>
+#include <numeric>
+#include <type_traits>
 
 #include "autograd.hpp"
 #include "node.hpp"
@@ -24,6 +28,14 @@ Shape keep_shape(const Shape& s, const std::vector<int64_t>& dims) {
   Shape out = s;
   for (int64_t d : dims) out[size_t(d)] = 1;
   return out;
+}
+
+// (outer, size, inner) of a contiguous shape around dim.
+std::array<int64_t, 3> around(const Shape& s, int64_t dim) {
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < dim; ++i) outer *= s[size_t(i)];
+  for (size_t i = size_t(dim) + 1; i < s.size(); ++i) inner *= s[i];
+  return {outer, s[size_t(dim)], inner};
 }
 
 // Reduces x over dims with a binary op `f` starting from `init`. Adjacent dims of the same kind
@@ -298,6 +310,80 @@ Tensor argmax(const Tensor& x, int64_t dim) {
           if (s[i * inner] > s[best * inner]) best = i;
         q[o * inner + j] = best;
       }
+  });
+  return y;
+}
+
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse) {
+  check_dims(x, {dim}, "cumsum");
+  Tensor y = detail::make_tensor(x.shape(), x.dtype());
+  const std::array<int64_t, 3> split = around(x.shape(), dim);
+  const int64_t outer = split[0], r = split[1], inner = split[2];
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    // Floating sums accumulate in double, as PyTorch's CPU kernel; int64 ones exactly, in
+    // unsigned arithmetic so that an overflow wraps (as PyTorch's) instead of being undefined.
+    using A = std::conditional_t<std::is_integral_v<T>, uint64_t, double>;
+    const T* px = typed<T>(x);
+    T* py = typed<T>(y);
+    detail::parallel_for(outer, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, r * inner)),
+                         [&](int64_t o0, int64_t o1) {
+      std::vector<A> acc(static_cast<size_t>(inner));
+      for (int64_t o = o0; o < o1; ++o) {
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (int64_t s = 0; s < r; ++s) {
+          const int64_t off = (o * r + (reverse ? r - 1 - s : s)) * inner;
+          for (int64_t j = 0; j < inner; ++j) {
+            acc[size_t(j)] += A(px[off + j]);
+            py[off + j] = T(acc[size_t(j)]);
+          }
+        }
+      }
+    });
+  });
+  // The adjoint of a prefix sum is the suffix sum of g, and the other way round.
+  return detail::record("cumsum", y, {x}, [dim, reverse](const Tensor& g, const Tensor&, Needs) {
+    return Grads{prim::cumsum(g, dim, !reverse)};
+  });
+}
+
+Tensor argsort(const Tensor& x, int64_t dim, bool descending, int64_t k) {
+  check_dims(x, {dim}, "argsort");
+  const std::array<int64_t, 3> split = around(x.shape(), dim);
+  const int64_t outer = split[0], r = split[1], inner = split[2];
+  if (k < 0 || k > r)
+    throw Error(fmt::format("argsort: expected k in [0, {}] for dim {} of shape {}, got {}", r, dim,
+                            shape_str(x.shape()), k));
+  Shape ys = x.shape();
+  ys[size_t(dim)] = k;
+  Tensor y = detail::make_tensor(ys, kInt64);
+  dispatch(x.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T* px = typed<T>(x);
+    int64_t* py = typed<int64_t>(y);
+    detail::parallel_for(outer * inner, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, r)),
+                         [&](int64_t l0, int64_t l1) {
+      std::vector<int64_t> perm(static_cast<size_t>(r));
+      for (int64_t l = l0; l < l1; ++l) {
+        const T* s = px + (l / inner) * r * inner + l % inner;
+        // A strict total order (NaN the largest, ties by index): sort and partial_sort then give
+        // what a stable sort gives.
+        auto before = [s, inner, descending](int64_t a, int64_t b) {
+          const T u = s[a * inner], v = s[b * inner];
+          const bool un = u != u, vn = v != v;
+          if (un != vn) return descending ? un : vn;
+          if (!un && u != v) return descending ? u > v : u < v;
+          return a < b;
+        };
+        std::iota(perm.begin(), perm.end(), int64_t(0));
+        if (k < r)
+          std::partial_sort(perm.begin(), perm.begin() + k, perm.end(), before);
+        else
+          std::sort(perm.begin(), perm.end(), before);
+        int64_t* out = py + (l / inner) * k * inner + l % inner;
+        for (int64_t i = 0; i < k; ++i) out[i * inner] = perm[size_t(i)];
+      }
+    });
   });
   return y;
 }

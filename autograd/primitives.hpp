@@ -27,6 +27,14 @@ Tensor relu_backward(const Tensor& g, const Tensor& x);  // g * [x > 0] in one p
 Tensor erf(const Tensor& x);                    // g * 2/sqrt(pi) * exp(-x^2); exact GELU needs it
 Tensor pow_scalar(const Tensor& x, double p);   // g * p * x^(p-1)
 Tensor cast(const Tensor& x, Dtype d);          // cast(g, x.dtype)
+Tensor sin(const Tensor& x);                    // g * cos(x)
+Tensor cos(const Tensor& x);                    // -g * sin(x)
+Tensor log1p(const Tensor& x);                  // g / (1 + x); log(1 + x) loses the digits of a small x
+Tensor expm1(const Tensor& x);                  // g * (out + 1); exp(x) - 1 loses the digits of a small x
+/// Step functions: floor, ceil, round (half to even) and sign, of any dtype. Their derivative
+/// is 0 wherever it exists, and PyTorch's gradient is zeros_like(g) (also at the jumps).
+enum class StepFn { Floor, Ceil, Round, Sign };
+Tensor step(const Tensor& x, StepFn f);         // zeros_like(g)
 
 // ---- elementwise binary with broadcasting (prim_elementwise.cpp); g reduced by sum_to ----
 Tensor add(const Tensor& a, const Tensor& b);      // g, g
@@ -36,6 +44,7 @@ Tensor div(const Tensor& a, const Tensor& b);      // g / b, -g a / b^2
 Tensor pow(const Tensor& a, const Tensor& b);      // g b a^(b-1), g out log(a)
 Tensor maximum(const Tensor& a, const Tensor& b);  // g [a > b] + g/2 [a == b], and the mirror
 Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor atan2(const Tensor& a, const Tensor& b);    // g b / (a^2 + b^2), -g a / (a^2 + b^2)
 /// x * a + b in one pass, a and b of one shape broadcast against x (a per-channel scale and
 /// shift): g a, mul_sum_to(g, x), sum_to(g).
 Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b);
@@ -55,6 +64,11 @@ Tensor moments(const Tensor& x, const std::vector<int64_t>& dims);
 /// sum_to(a * b, s) for a and b of one shape, in one pass without the product: the gradient of a
 /// broadcast factor of mul. VJP: g * b, g * a.
 Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s);
+/// Inclusive prefix sums along dim, or suffix sums when reverse: each is the other's VJP.
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse);   // cumsum(g, dim, !reverse)
+/// The first k entries (k <= x.size(dim)) of the permutation that sorts x along dim, ascending or
+/// descending; ties keep index order, NaN counts as the largest. int64 [..., k, ...]; no gradient.
+Tensor argsort(const Tensor& x, int64_t dim, bool descending, int64_t k);
 
 // ---- movement (prim_movement.cpp) ----
 Tensor reshape(const Tensor& x, const Shape& s);             // reshape(g, x.shape); shares storage

@@ -31,6 +31,10 @@ TG_SIMD_DEF(log, xsimd::log(v), std::log(v))
 TG_SIMD_DEF(sqrt, xsimd::sqrt(v), std::sqrt(v))
 TG_SIMD_DEF(tanh, xsimd::tanh(v), std::tanh(v))
 TG_SIMD_DEF(sigmoid, decltype(v)(1) / (decltype(v)(1) + xsimd::exp(-v)), decltype(v)(1) / (decltype(v)(1) + std::exp(-v)))
+TG_SIMD_DEF(sin, xsimd::sin(v), std::sin(v))
+TG_SIMD_DEF(cos, xsimd::cos(v), std::cos(v))
+TG_SIMD_DEF(log1p, xsimd::log1p(v), std::log1p(v))
+TG_SIMD_DEF(expm1, xsimd::expm1(v), std::expm1(v))
 #undef TG_SIMD_DEF
 
 }  // namespace tg::simd

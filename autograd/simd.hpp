@@ -11,5 +11,9 @@ TG_SIMD_DECL(log)
 TG_SIMD_DECL(sqrt)
 TG_SIMD_DECL(tanh)
 TG_SIMD_DECL(sigmoid)
+TG_SIMD_DECL(sin)
+TG_SIMD_DECL(cos)
+TG_SIMD_DECL(log1p)
+TG_SIMD_DECL(expm1)
 #undef TG_SIMD_DECL
 }  // namespace tg::simd

@@ -249,9 +249,6 @@ Tensor full(const Shape& s, double value, TensorOptions o) {
 }
 Tensor zeros(const Shape& s, TensorOptions o) { return full(s, 0.0, o); }
 Tensor ones(const Shape& s, TensorOptions o) { return full(s, 1.0, o); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
-Tensor full_like(const Tensor& t, double v) { return full(t.shape(), v, t.dtype()); }
 
 Tensor randn(const Shape& s, TensorOptions o) {
   Tensor t = detail::make_tensor(s, o.dtype());
@@ -276,6 +273,20 @@ Tensor rand(const Shape& s, TensorOptions o) {
   });
   return finish(t, o);
 }
+namespace {
+// The options of a *_like factory: t's dtype unless o sets one.
+TensorOptions like(const Tensor& t, TensorOptions o, const char* op) {
+  if (!t.defined()) throw Error(fmt::format("{}: got an undefined tensor", op));
+  if (!o.has_dtype()) o.dtype(t.dtype());
+  return o;
+}
+}  // namespace
+Tensor zeros_like(const Tensor& t, TensorOptions o) { return zeros(t.shape(), like(t, o, "zeros_like")); }
+Tensor ones_like(const Tensor& t, TensorOptions o) { return ones(t.shape(), like(t, o, "ones_like")); }
+Tensor full_like(const Tensor& t, double v, TensorOptions o) { return full(t.shape(), v, like(t, o, "full_like")); }
+Tensor empty_like(const Tensor& t, TensorOptions o) { return empty(t.shape(), like(t, o, "empty_like")); }
+Tensor rand_like(const Tensor& t, TensorOptions o) { return rand(t.shape(), like(t, o, "rand_like")); }
+Tensor randn_like(const Tensor& t, TensorOptions o) { return randn(t.shape(), like(t, o, "randn_like")); }
 Tensor randint(int64_t low, int64_t high, const Shape& s, TensorOptions o) {
   if (high <= low) throw Error(fmt::format("randint: expected low < high, got low={} high={}", low, high));
   Tensor t = detail::make_tensor(s, o.dtype());

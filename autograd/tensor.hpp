@@ -15,6 +15,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "dtype.hpp"
@@ -96,6 +97,14 @@ class Tensor {
   Tensor min() const;
   Tensor min(const std::vector<int64_t>& dims, bool keepdim = false) const;
   Tensor argmax(int64_t dim, bool keepdim = false) const;
+  Tensor argmin(int64_t dim, bool keepdim = false) const;
+  Tensor var(const std::vector<int64_t>& dims, bool unbiased = true, bool keepdim = false) const;
+  Tensor std(const std::vector<int64_t>& dims, bool unbiased = true, bool keepdim = false) const;
+  Tensor logsumexp(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor cumsum(int64_t dim) const;
+  std::tuple<Tensor, Tensor> sort(int64_t dim = -1, bool descending = false) const;
+  Tensor argsort(int64_t dim = -1, bool descending = false) const;
+  std::tuple<Tensor, Tensor> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const;
   Tensor reshape(const Shape& s) const;
   Tensor view(const Shape& s) const;
   Tensor permute(const std::vector<int64_t>& dims) const;
@@ -107,6 +116,10 @@ class Tensor {
   Tensor squeeze(int64_t d) const;
   Tensor expand(const Shape& s) const;
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  std::vector<Tensor> split(int64_t split_size, int64_t dim = 0) const;
+  std::vector<Tensor> chunk(int64_t chunks, int64_t dim = 0) const;
+  Tensor gather(int64_t dim, const Tensor& index) const;
+  Tensor index_select(int64_t dim, const Tensor& index) const;
   Tensor pow(double p) const;
   Tensor pow(const Tensor& p) const;
   Tensor exp() const;
@@ -116,7 +129,34 @@ class Tensor {
   Tensor tanh() const;
   Tensor sigmoid() const;
   Tensor relu() const;
+  Tensor neg() const;
+  Tensor erf() const;
+  Tensor sin() const;
+  Tensor cos() const;
+  Tensor log1p() const;
+  Tensor expm1() const;
+  Tensor rsqrt() const;
+  Tensor square() const;
+  Tensor floor() const;
+  Tensor ceil() const;
+  Tensor round() const;
+  Tensor sign() const;
+  Tensor atan2(const Tensor& other) const;
+  Tensor maximum(const Tensor& other) const;
+  Tensor minimum(const Tensor& other) const;
   Tensor clamp(double lo, double hi) const;
+  Tensor eq(const Tensor& other) const;
+  Tensor ne(const Tensor& other) const;
+  Tensor lt(const Tensor& other) const;
+  Tensor le(const Tensor& other) const;
+  Tensor gt(const Tensor& other) const;
+  Tensor ge(const Tensor& other) const;
+  Tensor eq(double other) const;
+  Tensor ne(double other) const;
+  Tensor lt(double other) const;
+  Tensor le(double other) const;
+  Tensor gt(double other) const;
+  Tensor ge(double other) const;
   Tensor matmul(const Tensor& other) const;
 
   // internal
@@ -131,12 +171,17 @@ Tensor empty(const Shape& s, TensorOptions o = {});
 Tensor zeros(const Shape& s, TensorOptions o = {});
 Tensor ones(const Shape& s, TensorOptions o = {});
 Tensor full(const Shape& s, double value, TensorOptions o = {});
-Tensor zeros_like(const Tensor& t);
-Tensor ones_like(const Tensor& t);
-Tensor full_like(const Tensor& t, double value);
 /// Standard normal / uniform [0, 1) from the global generator.
 Tensor randn(const Shape& s, TensorOptions o = {});
 Tensor rand(const Shape& s, TensorOptions o = {});
+/// t's shape, and t's dtype unless o sets one (torch.zeros_like(t, dtype=...)); requires_grad
+/// from o. `tg::zeros_like(x)`, `tg::full_like(x, 0.5, tg::kFloat64)`.
+Tensor zeros_like(const Tensor& t, TensorOptions o = {});
+Tensor ones_like(const Tensor& t, TensorOptions o = {});
+Tensor full_like(const Tensor& t, double value, TensorOptions o = {});
+Tensor empty_like(const Tensor& t, TensorOptions o = {});
+Tensor rand_like(const Tensor& t, TensorOptions o = {});
+Tensor randn_like(const Tensor& t, TensorOptions o = {});
 /// Integers uniformly drawn from [low, high) (int64 unless a dtype is given).
 Tensor randint(int64_t low, int64_t high, const Shape& s, TensorOptions o = TensorOptions(kInt64));
 /// [start, end) with step; int64 unless a dtype is given.
@@ -174,6 +219,25 @@ Tensor operator+(double a, const Tensor& b);
 Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
+/// Comparisons as operators: eq ne lt le gt ge below (`x < 0.5`, `0.0 == x`, `a >= b`).
+Tensor operator==(const Tensor& a, const Tensor& b);
+Tensor operator!=(const Tensor& a, const Tensor& b);
+Tensor operator<(const Tensor& a, const Tensor& b);
+Tensor operator<=(const Tensor& a, const Tensor& b);
+Tensor operator>(const Tensor& a, const Tensor& b);
+Tensor operator>=(const Tensor& a, const Tensor& b);
+Tensor operator==(const Tensor& a, double b);
+Tensor operator!=(const Tensor& a, double b);
+Tensor operator<(const Tensor& a, double b);
+Tensor operator<=(const Tensor& a, double b);
+Tensor operator>(const Tensor& a, double b);
+Tensor operator>=(const Tensor& a, double b);
+Tensor operator==(double a, const Tensor& b);
+Tensor operator!=(double a, const Tensor& b);
+Tensor operator<(double a, const Tensor& b);
+Tensor operator<=(double a, const Tensor& b);
+Tensor operator>(double a, const Tensor& b);
+Tensor operator>=(double a, const Tensor& b);
 
 // ---- elementwise ----
 Tensor neg(const Tensor& x);
@@ -185,13 +249,35 @@ Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor erf(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+/// log(1 + x) and exp(x) - 1, accurate for small |x|.
+Tensor log1p(const Tensor& x);
+Tensor expm1(const Tensor& x);
+/// 1 / sqrt(x).
+Tensor rsqrt(const Tensor& x);
+/// x * x, any dtype.
+Tensor square(const Tensor& x);
+/// Step functions, any dtype; their gradient is 0, as PyTorch's. round: half to even
+/// (torch.round: 0.5 -> 0, 1.5 -> 2); sign: -1, 0 or 1 (0 for NaN).
+Tensor floor(const Tensor& x);
+Tensor ceil(const Tensor& x);
+Tensor round(const Tensor& x);
+Tensor sign(const Tensor& x);
 Tensor pow(const Tensor& x, double p);
 Tensor pow(const Tensor& x, const Tensor& p);
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
+/// The angle of the point (b, a) in [-pi, pi], elementwise with broadcasting (torch.atan2(a, b)).
+Tensor atan2(const Tensor& a, const Tensor& b);
 Tensor clamp(const Tensor& x, double lo, double hi);
 /// cond != 0 picks a, else b; no gradient flows to cond. Broadcasts all three.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+/// A scalar operand takes the tensor's dtype (float32 when that is int64 and the scalar is
+/// fractional), as in PyTorch: `tg::where(x > 0, x, 0.0)`; two scalars give float32.
+Tensor where(const Tensor& cond, const Tensor& a, double b);
+Tensor where(const Tensor& cond, double a, const Tensor& b);
+Tensor where(const Tensor& cond, double a, double b);
 /// Comparisons return 0/1 in the broadcast inputs' dtype (there is no bool dtype).
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);
@@ -199,6 +285,13 @@ Tensor lt(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
+/// Against a scalar, taken in a's dtype (float32 when a is int64 and the scalar fractional).
+Tensor eq(const Tensor& a, double b);
+Tensor ne(const Tensor& a, double b);
+Tensor lt(const Tensor& a, double b);
+Tensor le(const Tensor& a, double b);
+Tensor gt(const Tensor& a, double b);
+Tensor ge(const Tensor& a, double b);
 
 // ---- reductions (dims may be negative; empty dims = all) ----
 Tensor sum(const Tensor& x);
@@ -215,6 +308,21 @@ Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = fal
 /// Index of the first maximum along dim (int64).
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+/// log(sum(exp(x))) over dims, computed about the maximum, so large inputs do not overflow.
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+
+// ---- scans and sorting ----
+/// Running sums along dim (torch.cumsum); int64 stays int64.
+Tensor cumsum(const Tensor& x, int64_t dim);
+/// (values, int64 indices) sorted along dim. Ties keep their order (a stable sort); NaN sorts
+/// as the largest. `auto [v, i] = tg::sort(x, 1, /*descending=*/true);`
+std::tuple<Tensor, Tensor> sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// The indices of sort (torch.argsort).
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
+/// The k largest (or smallest) entries along dim and their int64 indices, in sorted order
+/// (also when sorted = false, where PyTorch leaves the order unspecified); 0 <= k <= size(dim).
+std::tuple<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true,
+                                bool sorted = true);
 
 // ---- movement ----
 Tensor reshape(const Tensor& x, const Shape& s);  ///< one -1 allowed

@@ -50,11 +50,13 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 }
 
 Tensor softplus(const Tensor& x, double beta, double threshold) {
+  // PyTorch's formula: x where beta x > threshold, else log1p(exp(beta x)) / beta. The exp sees
+  // beta x capped at the threshold, so the unused branch never overflows (inf there would give a
+  // NaN gradient: 0 * inf); log1p keeps the digits of a tiny exp(beta x).
   Tensor bx = x * beta;
-  // log(1 + exp(bx)) = relu(bx) + log(1 + exp(-|bx|)): finite everywhere, so both branches of
-  // the threshold's where have finite gradients.
-  Tensor soft = (tg::relu(bx) + tg::log(1.0 + tg::exp(-tg::abs(bx)))) / beta;
-  return tg::where(tg::gt(bx, tg::full({}, threshold, x.dtype())), x, soft);
+  Tensor above = bx > threshold;
+  Tensor capped = tg::where(above, threshold, bx);
+  return tg::where(above, x, tg::log1p(tg::exp(capped)) / beta);
 }
 
 Tensor softmax(const Tensor& x, int64_t dim) {

@@ -181,6 +181,80 @@ case("fold2d", lambda c: F.fold(c, (4, 5), 3, padding=1), randn(2, 2 * 9, 20))
 case("fold2d_stride", lambda c: F.fold(c, (5, 5), 2, stride=2), randn(1, 3 * 4, 4))
 
 
+# ---- issue 10: the ops a PyTorch user reaches for ----
+# Their inputs come from a seed of their own, and the global stream is restored afterwards, so
+# that the inputs and weights of every case above stay as they were (ops.txt only grows).
+_state = torch.get_rng_state()
+torch.manual_seed(10)
+
+
+def above_m1(*s):  # in (-0.5, 1.5): log1p's domain, away from -1
+    return torch.rand(s) * 2 - 0.5
+
+
+def off_grid(*s):  # k + [0.1, 0.4] or k + [0.6, 0.9]: away from the jumps of floor/ceil and round
+    frac = torch.rand(s) * 0.3 + 0.1
+    return torch.floor(torch.randn(s) * 2) + torch.where(torch.rand(s) < 0.5, frac, frac + 0.5)
+
+
+def values_indices(pair):  # sort / topk: values and indices in one output, so both are checked
+    v, i = pair
+    return torch.stack([v, i.to(v.dtype)])
+
+
+for shape, tag in [((3, 4), ""), ((), "_0d"), ((2, 1, 3), "_3d")]:
+    case("sin" + tag, torch.sin, randn(*shape))
+    case("cos" + tag, torch.cos, randn(*shape))
+    case("square" + tag, torch.square, randn(*shape))
+    case("log1p" + tag, torch.log1p, above_m1(*shape))
+    case("expm1" + tag, torch.expm1, randn(*shape))
+    case("rsqrt" + tag, torch.rsqrt, pos(*shape))
+    case("floor" + tag, torch.floor, off_grid(*shape))
+    case("ceil" + tag, torch.ceil, off_grid(*shape))
+    case("round" + tag, torch.round, off_grid(*shape))
+    case("sign" + tag, torch.sign, away(*shape))
+# Scaled so that the digits log(1 + x) and exp(x) - 1 would lose show above the tolerance.
+case("log1p_tiny", lambda x: torch.log1p(x * 1e-9) * 1e9, randn(3, 4))
+case("expm1_tiny", lambda x: torch.expm1(x * 1e-9) * 1e9, randn(3, 4))
+case("round_half_even", torch.round, torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 0.49]))
+case("sign_times_x", lambda x: torch.sign(x) * x, away(3, 4))
+case("atan2", torch.atan2, away(3, 4), randn(3, 4))
+case("atan2_bcast", torch.atan2, away(3, 1), randn(4))
+case("logsumexp", lambda x: torch.logsumexp(x, 1), randn(3, 4))
+case("logsumexp_dims_keep", lambda x: torch.logsumexp(x, (0, 2), keepdim=True), randn(2, 3, 4))
+case("logsumexp_all", lambda x: torch.logsumexp(x, (0, 1)), randn(3, 4))
+case("logsumexp_large", lambda x: torch.logsumexp(x, -1), randn(2, 5) * 30 + 1000)  # exp(x) overflows
+case("cumsum", lambda x: torch.cumsum(x, 1), randn(3, 4))
+case("cumsum_dim0", lambda x: x.cumsum(0), randn(5, 3))
+case("cumsum_neg_dim", lambda x: x.cumsum(-1), randn(2, 3, 4))
+case("cumsum_mid", lambda x: x.cumsum(1), randn(2, 5, 3))
+case("cumsum_0d", lambda x: x.cumsum(0), randn())
+case("sort", lambda x: values_indices(torch.sort(x)), distinct(3, 5))
+case("sort_desc_dim0", lambda x: values_indices(torch.sort(x, 0, descending=True)), distinct(4, 3))
+case("sort_3d", lambda x: values_indices(x.sort(1)), distinct(2, 4, 3))
+case("topk", lambda x: values_indices(torch.topk(x, 3)), distinct(3, 6))
+case("topk_smallest_dim0", lambda x: values_indices(torch.topk(x, 2, 0, largest=False)), distinct(5, 3))
+case("topk_all", lambda x: values_indices(x.topk(4)), distinct(2, 4))
+case("topk_3d", lambda x: values_indices(x.topk(2, 1)), distinct(2, 5, 3))
+case("softplus", F.softplus, randn(3, 4) * 3)
+case("softplus_beta_threshold", lambda x: F.softplus(x, beta=0.5, threshold=2.0), randn(4, 5) * 4)
+case("softplus_above", F.softplus, torch.tensor([[19.0, 21.0, 30.0, 800.0]]))  # exp(800) = inf
+case("softplus_far", lambda x: F.softplus(x) * torch.exp(-x), torch.tensor([[-40.0, -25.0], [-60.0, -12.5]]))
+case("lt_scalar", lambda x: x * (x < 0.5), randn(3, 4))
+case("le_scalar", lambda x: x * (x <= -0.2), randn(3, 4))
+case("gt_scalar", lambda x: x * (x > 0.3), randn(3, 4))
+case("ge_scalar", lambda x: x * (x >= 1.0), randn(3, 4))
+case("scalar_lt", lambda x: x * (0.5 < x), randn(3, 4))
+case("eq_scalar", lambda i, x: x * (i == 2), idx(4, 3, 4), randn(3, 4))
+case("ne_scalar", lambda i, x: x * (i != 1), idx(4, 3, 4), randn(3, 4))
+case("lt_tensor_op", lambda a, b: a * (a < b), randn(3, 4), randn(4))
+case("where_scalar_other", lambda c, x: torch.where(c > 0, x, 0.0), randn(3, 4), randn(3, 4))
+case("where_scalar_self", lambda c, x: torch.where(c > 0, -1.5, x), randn(3, 4), randn(3, 4))
+case("where_scalar_bcast", lambda c, x: torch.where(c > 0, x, 2.0), randn(3, 1), randn(4))
+case("like_factories", lambda x: x * torch.full_like(x, 2.5) + torch.ones_like(x) - torch.zeros_like(x), randn(3, 4))
+torch.set_rng_state(_state)
+
+
 def fmt_tensor(kind, t):
     dims = ",".join(str(v) for v in t.shape)
     dtype = "int64" if t.dtype == torch.int64 else "float64"
