@@ -1,6 +1,7 @@
 #pragma once
 /// tapegrad: reverse-mode automatic differentiation with a dynamic tape, in C++17.
 /// One include for everything; link the CMake target tapegrad::tapegrad.
+#include "audio/audio.hpp"
 #include "autograd/autograd.hpp"
 #include "autograd/checkpoint.hpp"
 #include "autograd/dtype.hpp"
@@ -10,3 +11,4 @@
 #include "data/data.hpp"
 #include "nn/nn.hpp"
 #include "optim/optim.hpp"
+#include "vision/vision.hpp"

@@ -71,6 +71,8 @@ class Module : public std::enable_shared_from_this<Module> {
   /// fn(module, input, output) after every call through operator(); returns an id.
   size_t register_forward_hook(ForwardHook fn);
   void remove_forward_hook(size_t id);
+  /// How many forward hooks are registered (tests check that a tool removed its own).
+  size_t forward_hook_count() const { return hooks_.size(); }
 
   /// "Conv2d".
   const std::string& type_name() const { return type_name_; }
