@@ -52,6 +52,8 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
 template <typename T, typename F>
 void broadcast_apply(const T* a0, const Shape& as, const T* b0, const Shape& bs, T* y0, const Shape& ys, F f) {
   const size_t nd = ys.size();
+  for (int64_t d : ys)
+    if (d == 0) return;  // an empty output: nothing to compute (and no row length to divide by)
   auto strides = [nd, &ys](const Shape& s) {
     std::vector<int64_t> st(nd, 0);
     int64_t stride = 1;

@@ -256,3 +256,11 @@ TEST_CASE("ops api: methods mirror the free functions") {
   CHECK(x.split(2, 1).size() == 2);
   CHECK(x.chunk(3, 0).size() == 3);
 }
+
+TEST_CASE("elementwise: broadcasting ops on empty tensors give empty results") {
+  // An empty broadcast output used to divide by its zero row length (UBSan: division by zero).
+  tg::Tensor a = tg::zeros({0, 4}), b = tg::ones({1, 4});
+  CHECK((a + b).shape() == tg::Shape{0, 4});
+  CHECK(tg::gt(a, b).shape() == tg::Shape{0, 4});
+  CHECK(tg::clamp(tg::zeros({3, 0}), 0.0, 1.0).shape() == tg::Shape{3, 0});
+}
