@@ -113,8 +113,8 @@ TEST_CASE("vision golden: every case has a row and every row a case") {
   auto nms_rows = nms_thresholds();
   for (const auto& c : vision_cases())
     CHECK_MESSAGE(rows.count(c.name) + nms_rows.count(c.name) == 1, "no C++ row for golden case ", c.name);
-  for (const auto& [name, fn] : rows) CHECK_NOTHROW(find_case(name));
-  for (const auto& [name, t] : nms_rows) CHECK_NOTHROW(find_case(name));
+  for (const auto& row : rows) CHECK_NOTHROW(find_case(row.first));
+  for (const auto& row : nms_rows) CHECK_NOTHROW(find_case(row.first));
   CHECK(vision_cases().size() == rows.size() + nms_rows.size());
 }
 
@@ -216,7 +216,9 @@ TEST_CASE("nms: ties in scores keep the lower index first") {
 }
 
 TEST_CASE("nms: torchvision's indices on clustered boxes, with ties and in float32") {
-  for (const auto& [name, threshold] : nms_thresholds()) {
+  for (const auto& row : nms_thresholds()) {  // no structured binding: INFO captures in a lambda
+    const auto& name = row.first;
+    const auto& threshold = row.second;
     INFO("case ", name);
     const auto& c = find_case(name);
     const tg::Dtype d = ends_with(name, "_f32") ? tg::kFloat32 : tg::kFloat64;
@@ -267,7 +269,9 @@ TEST_CASE("roi_align: a hand-computed case on a linear image") {
 
 TEST_CASE("roi_align: forward and input gradient match torchvision") {
   auto rows = differentiable_rows();
-  for (const auto& [name, fn] : rows) {
+  for (const auto& row : rows) {  // no structured binding: INFO captures in a lambda
+    const auto& name = row.first;
+    const auto& fn = row.second;
     if (name.rfind("roi_align", 0) != 0) continue;
     INFO("case ", name);
     const auto& c = find_case(name);
@@ -379,7 +383,9 @@ TEST_CASE("png: missing, corrupt and truncated files throw tg::Error naming the 
   std::vector<char> header = bytes;  // IHDR's width byte changed: its CRC fails
   header[18] = char(header[18] ^ 0x01);
   bad.emplace_back("bad_header.png", header);
-  for (const auto& [name, content] : bad) {
+  for (const auto& row : bad) {  // no structured binding: INFO captures in a lambda
+    const auto& name = row.first;
+    const auto& content = row.second;
     INFO("file ", name);
     const std::string path = dir.file(name);
     write_bytes(path, content);
