@@ -27,28 +27,14 @@
 #include <string>
 #include <vector>
 
+#include "proc_memory.hpp"
 #include "tapegrad.hpp"
 
 namespace {
 
-constexpr double kMiB = 1024.0 * 1024.0;
-
-double status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
-      return std::strtod(line.c_str() + n + 1, nullptr) * 1024.0;  // kB
-  return -1;
-}
-
-bool reset_hwm() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  f.flush();
-  return bool(f);
-}
+using bench::kMiB;
+using bench::reset_hwm;
+using bench::status_bytes;
 
 struct Memory {
   double tensor_added, rss_added;

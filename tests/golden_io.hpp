@@ -22,17 +22,36 @@ struct Case {
   std::vector<tg::Tensor> grads;   // one per floating input
 };
 
+/// The rest of a line's numbers.
+inline std::vector<double> numbers(std::istringstream& is) {
+  std::vector<double> v;
+  for (std::string tok; is >> tok;) v.push_back(std::stod(tok));
+  return v;
+}
+
+/// A shape written as "[2,3]" ("[]" for 0-d).
+inline tg::Shape parse_shape(const std::string& dims) {
+  tg::Shape shape;
+  std::stringstream ds(dims.substr(1, dims.size() - 2));
+  for (std::string tok; std::getline(ds, tok, ',');)
+    if (!tok.empty()) shape.push_back(std::stoll(tok));
+  return shape;
+}
+
+/// The rest of a line's key=value tokens.
+inline std::map<std::string, std::string> fields(std::istringstream& is) {
+  std::map<std::string, std::string> out;
+  for (std::string tok; is >> tok;) {
+    const auto eq = tok.find('=');
+    out[tok.substr(0, eq)] = tok.substr(eq + 1);
+  }
+  return out;
+}
+
 inline tg::Tensor parse_tensor(std::istringstream& is) {
   std::string dims, dtype;
   is >> dims >> dtype;
-  tg::Shape shape;
-  std::string inner = dims.substr(1, dims.size() - 2);
-  std::stringstream ds(inner);
-  for (std::string tok; std::getline(ds, tok, ',');)
-    if (!tok.empty()) shape.push_back(std::stoll(tok));
-  std::vector<double> values;
-  for (double v; is >> v;) values.push_back(v);
-  return tg::tensor(values, shape, dtype == "int64" ? tg::kInt64 : tg::kFloat64);
+  return tg::tensor(numbers(is), parse_shape(dims), dtype == "int64" ? tg::kInt64 : tg::kFloat64);
 }
 
 inline std::vector<Case> load(const std::string& path) {

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <string>
 #include <tapegrad.hpp>
+
+#include "golden_io.hpp"
 #include <vector>
 
 namespace optim = tg::optim;
@@ -35,13 +37,9 @@ struct Golden {
   std::vector<Run> runs;
 };
 
-std::vector<double> numbers(std::istringstream& is) {
-  std::vector<double> v;
-  for (std::string tok; is >> tok;) v.push_back(std::stod(tok));
-  return v;
-}
+using golden::numbers;
 
-const Golden& golden() {
+const Golden& golden_file() {
   static const Golden g = [] {
     Golden out;
     const std::string path = std::string(TAPEGRAD_GOLDEN_DIR) + "/lbfgs.txt";
@@ -55,28 +53,16 @@ const Golden& golden() {
       if (kind == "data") {
         std::string name, dims;
         is >> name >> dims;
-        tg::Shape shape;
-        std::stringstream ds(dims.substr(1, dims.size() - 2));
-        for (std::string tok; std::getline(ds, tok, ',');) shape.push_back(std::stoll(tok));
-        out.data[name] = tg::tensor(numbers(is), shape, tg::kFloat64);
+        out.data[name] = tg::tensor(numbers(is), golden::parse_shape(dims), tg::kFloat64);
       } else if (kind == "case") {
         out.runs.emplace_back();
         is >> out.runs.back().name;
-        for (std::string tok; is >> tok;) {
-          auto eq = tok.find('=');
-          out.runs.back().fields[tok.substr(0, eq)] = tok.substr(eq + 1);
-        }
+        out.runs.back().fields = golden::fields(is);
       } else if (kind == "x0") {
         out.runs.back().x0 = numbers(is);
       } else if (kind == "step") {
-        Step s{};
-        for (std::string tok; is >> tok;) {
-          auto eq = tok.find('=');
-          const std::string k = tok.substr(0, eq), v = tok.substr(eq + 1);
-          if (k == "loss") s.loss = std::stod(v);
-          if (k == "func_evals") s.func_evals = std::stoll(v);
-          if (k == "n_iter") s.n_iter = std::stoll(v);
-        }
+        const auto f = golden::fields(is);
+        Step s{std::stod(f.at("loss")), std::stoll(f.at("func_evals")), std::stoll(f.at("n_iter")), {}};
         out.runs.back().steps.push_back(s);
       } else if (kind == "params") {
         out.runs.back().steps.back().params = numbers(is);
@@ -88,7 +74,7 @@ const Golden& golden() {
 }
 
 const Run& golden_run(const std::string& name) {
-  for (const Run& r : golden().runs)
+  for (const Run& r : golden_file().runs)
     if (r.name == name) return r;
   throw std::runtime_error("no golden case " + name);
 }
@@ -100,8 +86,8 @@ struct Problem {
 };
 
 Tensor quadratic(const Tensor& x) {
-  const Tensor& A = golden().data.at("quadratic.A");
-  const Tensor& b = golden().data.at("quadratic.b");
+  const Tensor& A = golden_file().data.at("quadratic.A");
+  const Tensor& b = golden_file().data.at("quadratic.b");
   return 0.5 * tg::matmul(x, tg::matmul(A.to(x.dtype()), x)) - tg::matmul(b.to(x.dtype()), x);
 }
 
@@ -179,8 +165,8 @@ bool close(double a, double b, double rtol, double atol) { return std::abs(a - b
 // Rosenbrock's valley: after 60 iterations in 10-D they reach ~2e-7 relative, hence rtol 1e-5.
 // A wrong decision shows as an O(1) difference and a counter mismatch.
 TEST_CASE("lbfgs: trajectories match torch.optim.LBFGS (float64)") {
-  REQUIRE(golden().runs.size() >= 10);
-  for (const Run& r : golden().runs) {
+  REQUIRE(golden_file().runs.size() >= 10);
+  for (const Run& r : golden_file().runs) {
     CAPTURE(r.name);
     Problem pb = make_problem(r.fields.at("problem"), r.x0);
     optim::LBFGS opt(pb.params, options_of(r));

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 #include <tapegrad.hpp>
+
+#include "golden_io.hpp"
 #include <vector>
 
 namespace optim = tg::optim;
@@ -34,13 +36,9 @@ struct Golden {
   std::vector<Run> optimizers, schedulers;
 };
 
-std::vector<double> numbers(std::istringstream& is) {
-  std::vector<double> v;
-  for (std::string tok; is >> tok;) v.push_back(std::stod(tok));
-  return v;
-}
+using golden::numbers;
 
-const Golden& golden() {
+const Golden& golden_file() {
   static const Golden g = [] {
     Golden out;
     const std::string path = std::string(TAPEGRAD_GOLDEN_DIR) + "/optim.txt";
@@ -55,19 +53,13 @@ const Golden& golden() {
       if (kind == "data") {
         std::string name, dims;
         is >> name >> dims;
-        tg::Shape shape;
-        std::stringstream ds(dims.substr(1, dims.size() - 2));
-        for (std::string tok; std::getline(ds, tok, ',');) shape.push_back(std::stoll(tok));
-        out.data[name] = tg::tensor(numbers(is), shape, tg::kFloat64);
+        out.data[name] = tg::tensor(numbers(is), golden::parse_shape(dims), tg::kFloat64);
       } else if (kind == "case" || kind == "sched") {
         auto& list = kind == "case" ? out.optimizers : out.schedulers;
         list.emplace_back();
         run = &list.back();
         is >> run->name;
-        for (std::string tok; is >> tok;) {
-          auto eq = tok.find('=');
-          run->fields[tok.substr(0, eq)] = tok.substr(eq + 1);
-        }
+        run->fields = golden::fields(is);
       } else if (kind == "params" || kind == "lr") {
         run->rows.push_back(numbers(is));
       } else if (kind == "metric") {
@@ -100,7 +92,7 @@ struct Problem {
 };
 
 Problem make_problem(const std::string& name, tg::Dtype dtype = tg::kFloat64) {
-  const auto& d = golden().data;
+  const auto& d = golden_file().data;
   Problem pb;
   for (const char* p : {".p0", ".p1"}) pb.params.push_back(d.at(name + p).to(dtype).clone().requires_grad_());
   if (name == "lsq") {
@@ -207,7 +199,7 @@ bool close(double a, double b, double rtol) { return std::abs(a - b) <= rtol * s
 TEST_SUITE_BEGIN("optim");
 
 TEST_CASE("optim: every optimizer and option combination follows PyTorch 1.13 for 50 steps (float64)") {
-  const auto& runs = golden().optimizers;
+  const auto& runs = golden_file().optimizers;
   REQUIRE(runs.size() >= 50);
   std::map<std::string, int> per_kind;
   for (const Run& run : runs) {
@@ -234,7 +226,7 @@ TEST_CASE("optim: every optimizer and option combination follows PyTorch 1.13 fo
 }
 
 TEST_CASE("optim: schedulers follow PyTorch 1.13's learning rates") {
-  const auto& runs = golden().schedulers;
+  const auto& runs = golden_file().schedulers;
   REQUIRE(runs.size() >= 15);
   for (const Run& run : runs) {
     INFO("scheduler " << run.name);
@@ -398,7 +390,7 @@ optim::StateDict through_values(const optim::StateDict& sd) {
 }
 
 const Run& golden_case(const std::string& name) {
-  for (const Run& r : golden().optimizers)
+  for (const Run& r : golden_file().optimizers)
     if (r.name == name) return r;
   throw std::runtime_error("no golden case " + name);
 }
