@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "autograd.hpp"
+#include "kernels/loops.hpp"
 #include "node.hpp"
 #include "primitives.hpp"
 #include "parallel.hpp"
@@ -254,7 +255,10 @@ Tensor step(const Tensor& x, StepFn f) {
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor y = unary<false>(x, "relu", loop([](auto v) { return v > 0 ? v : decltype(v)(0); }));
+  Tensor y = unary<false>(x, "relu", [](const auto* px, auto* py, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(px)>>;
+    kernels::loops<T>().relu(px, py, n);
+  });
   // The mask from the output (out > 0 exactly where x > 0): the tape keeps the output, which the
   // next layer holds anyway, not the input (for conv-BN-ReLU, the BN output is freed at once).
   return detail::record("relu", y, {x}, [](const Tensor& g, const Tensor& out, Needs) {
@@ -268,7 +272,14 @@ Tensor relu_backward(const Tensor& g, const Tensor& x) {
   if (g.shape() != x.shape())
     throw Error(fmt::format("relu_backward: expected equal shapes, got {} and {}", shape_str(g.shape()),
                             shape_str(x.shape())));
-  Tensor y = binary(g, x, "relu_backward", [](auto u, auto v) { return v > 0 ? u : decltype(u)(0); });
+  Tensor y = detail::make_tensor(g.shape(), g.dtype());
+  dispatch(g.dtype(), [&](auto z) {
+    using T = decltype(z);
+    const T *pg = typed<T>(g), *px = typed<T>(x);
+    T* py = typed<T>(y);
+    const kernels::Loops<T>& loops = kernels::loops<T>();
+    detail::parallel_for(g.numel(), kGrain, [&](int64_t b, int64_t e) { loops.relu_backward(pg + b, px + b, py + b, e - b); });
+  });
   // Linear in g with the same mask; x gets nothing (the mask is piecewise constant).
   return detail::record("relu_backward", y, {g, x}, [x](const Tensor& gg, const Tensor&, Needs n) {
     return Grads{n[0] ? prim::relu_backward(gg, x) : Tensor(), Tensor()};
@@ -365,13 +376,10 @@ Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
     using T = decltype(z);
     const T *px = typed<T>(x), *pa = typed<T>(a), *pb = typed<T>(b);
     T* py = typed<T>(y);
+    const kernels::Loops<T>& loops = kernels::loops<T>();
     detail::parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T s = pa[amap[size_t(r)]], t = pb[amap[size_t(r)]];
-        const T* xr = px + r * inner;
-        T* yr = py + r * inner;
-        for (int64_t i = 0; i < inner; ++i) yr[i] = xr[i] * s + t;
-      }
+      for (int64_t r = r0; r < r1; ++r)
+        loops.scale_shift(px + r * inner, pa[amap[size_t(r)]], pb[amap[size_t(r)]], py + r * inner, inner);
     });
   });
   return detail::record("fma", y, {x, a, b}, [x, a, sb = b.shape()](const Tensor& g, const Tensor&, Needs n) {

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "autograd.hpp"
+#include "kernels/loops.hpp"
 #include "node.hpp"
 #include "parallel.hpp"
 #include "primitives.hpp"
@@ -167,6 +168,7 @@ Tensor moments(const Tensor& x, const std::vector<int64_t>& dims) {
     const T* px = typed<T>(x);
     T* py = typed<T>(y);
     const int64_t groups = plan.groups;
+    const kernels::Loops<T>& loops = kernels::loops<T>();
     detail::parallel_for(groups, std::max<int64_t>(1, (1 << 15) / plan.count), [&](int64_t g0, int64_t g1) {
       for (int64_t gi = g0; gi < g1; ++gi) {
         const int64_t base = plan.base(gi);
@@ -177,24 +179,7 @@ Tensor moments(const Tensor& x, const std::vector<int64_t>& dims) {
         plan.walk(base, [&](int64_t off, int64_t n, int64_t stride) {
           const T* p = px + off;
           if (stride == 1) {
-            // Eight independent lanes, so the loop vectorises (a single accumulator is a chain).
-            double a1[8] = {}, a2[8] = {};
-            int64_t i = 0;
-            for (; i + 8 <= n; i += 8)
-              for (int j = 0; j < 8; ++j) {
-                const double d = double(p[i + j]) - shift;
-                a1[j] += d;
-                a2[j] += d * d;
-              }
-            for (; i < n; ++i) {
-              const double d = double(p[i]) - shift;
-              a1[0] += d;
-              a2[0] += d * d;
-            }
-            for (int j = 0; j < 8; ++j) {
-              s1 += a1[j];
-              s2 += a2[j];
-            }
+            loops.shifted_moments(p, n, shift, &s1, &s2);
           } else {
             for (int64_t i = 0; i < n; ++i) {
               const double d = double(p[i * stride]) - shift;
@@ -232,6 +217,7 @@ Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s) {
     const T* pa = typed<T>(a);
     const T* pb = typed<T>(b);
     T* py = typed<T>(y);
+    const kernels::Loops<T>& loops = kernels::loops<T>();
     detail::parallel_for(plan.groups, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, plan.count)),
                          [&](int64_t g0, int64_t g1) {
       for (int64_t gi = g0; gi < g1; ++gi) {
@@ -239,12 +225,7 @@ Tensor mul_sum_to(const Tensor& a, const Tensor& b, const Shape& s) {
         plan.walk(plan.base(gi), [&](int64_t off, int64_t n, int64_t stride) {
           const T *p = pa + off, *q = pb + off;
           if (stride == 1) {
-            double part[8] = {};  // independent lanes: the loop vectorises
-            int64_t i = 0;
-            for (; i + 8 <= n; i += 8)
-              for (int j = 0; j < 8; ++j) part[j] += double(p[i + j]) * double(q[i + j]);
-            for (; i < n; ++i) part[0] += double(p[i]) * double(q[i]);
-            for (int j = 0; j < 8; ++j) acc += part[j];
+            acc += loops.dot(p, q, n);
           } else {
             for (int64_t i = 0; i < n; ++i) acc += double(p[i * stride]) * double(q[i * stride]);
           }

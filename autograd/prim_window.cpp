@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "autograd.hpp"
+#include "kernels/loops.hpp"
 #include "parallel.hpp"
 #include "node.hpp"
 #include "primitives.hpp"
@@ -179,68 +181,40 @@ std::vector<WindowSpan> spans(int64_t in, int64_t out, int64_t k, int64_t s, int
   return r;
 }
 
-// One kernel offset over a row of windows: window o reads src[o * stride], at plane index
-// base + o * stride. The running maximum updates without branches (the maximum of random data
-// would mispredict half of them): restrict pointers and an index type as wide as T let the
-// compiler vectorize it. As PyTorch's max_pool: the first maximum wins, and a NaN wins.
-template <typename T, typename I>
-void row_max(const T* __restrict src, int64_t stride, int64_t lo, int64_t hi, int64_t base, T* __restrict bv,
-             I* __restrict bi) {
-  for (int64_t o = lo; o < hi; ++o) {
-    const T v = src[o * stride];
-    const bool take = (v > bv[o]) | (v != v);
-    bv[o] = take ? v : bv[o];
-    bi[o] = take ? I(base + o * stride) : bi[o];
-  }
-}
-
-// Running maximum with its index along one axis of a plane taken as one flat array: for f in
-// [0, n), the candidate at f + off (value src[f + off], index src_i[f + off], or f + off itself
-// when src_i is null) replaces (bv[f], bi[f]) when larger or NaN. One long loop that vectorises.
-template <typename T, typename I>
-void flat_max(const T* __restrict src, const I* __restrict src_i, int64_t off, int64_t n, T* __restrict bv,
-              I* __restrict bi) {
-  if (src_i) {
-    for (int64_t f = 0; f < n; ++f) {
-      const T v = src[f + off];
-      const bool take = (v > bv[f]) | (v != v);
-      bv[f] = take ? v : bv[f];
-      bi[f] = take ? src_i[f + off] : bi[f];
-    }
-  } else {
-    for (int64_t f = 0; f < n; ++f) {
-      const T v = src[f + off];
-      const bool take = (v > bv[f]) | (v != v);
-      bv[f] = take ? v : bv[f];
-      bi[f] = take ? I(f + off) : bi[f];
-    }
-  }
-}
-
 // window_argmax of one plane when there is no padding and every window lies inside: the window
 // maximum is separable (along w, then h, then d, each over the whole plane as a flat array, so
 // the loops are long whatever the row length), and window (i0, i1, i2) reads the entry at its
 // first element. Row-major order within a window is kept: the first maximum along w, then the
-// earlier row on ties, and a later NaN wins, as PyTorch.
-template <typename T, typename I>
-void plane_argmax_separable(const Geometry& g, const T* im, T* av, I* ai, T* bv, I* bi, int64_t* out) {
+// earlier row on ties, and a later NaN wins, as PyTorch. Each pass is the running maximum of
+// kernels/loops.hpp (index i32: the plane has at most 2^31 elements).
+template <typename T>
+void plane_argmax_separable(const Geometry& g, const T* im, T* av, int32_t* ai, T* bv, int32_t* bi, int64_t* out) {
+  using I = int32_t;
+  const kernels::Loops<T>& loops = kernels::loops<T>();
   const int64_t h = g.in[1], w = g.in[2];
-  int64_t n = g.plane() - (g.k[2] - 1) * g.d[2];
-  std::copy(im, im + n, av);
-  for (int64_t f = 0; f < n; ++f) ai[f] = I(f);
-  for (int64_t k = 1; k < g.k[2]; ++k) flat_max<T, I>(im, nullptr, k * g.d[2], n, av, ai);
-  // Along h, then d: (av, ai) -> (bv, bi) -> (av, ai).
-  const int64_t step[2] = {g.d[1] * w, g.d[0] * h * w}, kk[2] = {g.k[1], g.k[0]};
-  T *sv = av, *dv = bv;
-  I *si = ai, *di = bi;
-  for (int a = 0; a < 2; ++a) {
+  // Each axis's first comparison reads the current maximum from the previous axis's arrays (the
+  // plane itself, with its own indices, before the first) and writes the next ones: no copies.
+  int64_t n = g.plane();
+  const T* sv = im;
+  const I* si = nullptr;  // the plane's own index
+  T* dv = av;
+  I* di = ai;
+  const int64_t step[3] = {g.d[2], g.d[1] * w, g.d[0] * h * w}, kk[3] = {g.k[2], g.k[1], g.k[0]};
+  for (int a = 0; a < 3; ++a) {
     if (kk[a] == 1) continue;
     n -= (kk[a] - 1) * step[a];
-    std::copy(sv, sv + n, dv);
-    std::copy(si, si + n, di);
-    for (int64_t j = 1; j < kk[a]; ++j) flat_max<T, I>(sv, si, j * step[a], n, dv, di);
-    std::swap(sv, dv);
-    std::swap(si, di);
+    for (int64_t j = 1; j < kk[a]; ++j)
+      loops.running_max(sv, si, j * step[a], n, j == 1 ? sv : dv, j == 1 ? si : di, dv, di);
+    sv = dv;
+    si = di;
+    dv = dv == av ? bv : av;
+    di = di == ai ? bi : ai;
+  }
+  if (!si) {  // a 1 x 1 (x 1) window: each position is its own maximum
+    for (int64_t i0 = 0; i0 < g.out[0]; ++i0)
+      for (int64_t i1 = 0; i1 < g.out[1]; ++i1)
+        for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *out++ = (i0 * g.s[0] * h + i1 * g.s[1]) * w + i2 * g.s[2];
+    return;
   }
   for (int64_t i0 = 0; i0 < g.out[0]; ++i0)
     for (int64_t i1 = 0; i1 < g.out[1]; ++i1) {
@@ -287,13 +261,14 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
     bool separable = plane <= std::numeric_limits<int32_t>::max();
     for (size_t i = 0; i < 3; ++i)
       separable = separable && g.p[i] == 0 && (g.out[i] - 1) * g.s[i] + (g.k[i] - 1) * g.d[i] < g.in[i];
+    const kernels::Loops<T>& loops = kernels::loops<T>();
     if (separable) {
       detail::parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, plane * 2)),
                            [&](int64_t p0, int64_t p1) {
         std::vector<T> av(static_cast<size_t>(plane)), bv(static_cast<size_t>(plane));
         std::vector<int32_t> ai(static_cast<size_t>(plane)), bi(static_cast<size_t>(plane));
         for (int64_t nc = p0; nc < p1; ++nc)
-          plane_argmax_separable<T, int32_t>(g, px + nc * plane, av.data(), ai.data(), bv.data(), bi.data(),
+          plane_argmax_separable<T>(g, px + nc * plane, av.data(), ai.data(), bv.data(), bi.data(),
                                              py + nc * L);
       });
       return;
@@ -325,7 +300,11 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
                     // Windows o whose column o*s2 - p2 + k*d2 lies in [0, w), as in im2col.
                     const int64_t shift = k * d2 - p2;
                     const auto [lo, hi] = window::valid_range(w, n2, shift, s2);
-                    if (lo < hi) row_max<T, I>(im + row + shift, s2, lo, hi, row + shift, bv, bi);
+                    if (lo >= hi) continue;
+                    if constexpr (std::is_same_v<I, int32_t>)
+                      loops.row_max(im + row + shift, s2, lo, hi, row + shift, bv, bi);
+                    else
+                      loops.row_max_i64(im + row + shift, s2, lo, hi, row + shift, bv, bi);
                   }
                 }
               std::copy(bi, bi + n2, py + nc * L + (i0 * n1 + i1) * n2);
