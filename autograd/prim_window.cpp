@@ -188,7 +188,8 @@ std::vector<WindowSpan> spans(int64_t in, int64_t out, int64_t k, int64_t s, int
 // earlier row on ties, and a later NaN wins, as PyTorch. Each pass is the running maximum of
 // kernels/loops.hpp (index i32: the plane has at most 2^31 elements).
 template <typename T>
-void plane_argmax_separable(const Geometry& g, const T* im, T* av, int32_t* ai, T* bv, int32_t* bi, int64_t* out) {
+void plane_argmax_separable(const Geometry& g, const T* im, T* av, int32_t* ai, T* bv, int32_t* bi, int64_t* out,
+                            T* vout) {
   using I = int32_t;
   const kernels::Loops<T>& loops = kernels::loops<T>();
   const int64_t h = g.in[1], w = g.in[2];
@@ -210,31 +211,31 @@ void plane_argmax_separable(const Geometry& g, const T* im, T* av, int32_t* ai, 
     dv = dv == av ? bv : av;
     di = di == ai ? bi : ai;
   }
-  if (!si) {  // a 1 x 1 (x 1) window: each position is its own maximum
-    for (int64_t i0 = 0; i0 < g.out[0]; ++i0)
-      for (int64_t i1 = 0; i1 < g.out[1]; ++i1)
-        for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *out++ = (i0 * g.s[0] * h + i1 * g.s[1]) * w + i2 * g.s[2];
-    return;
-  }
+  // Window (i0, i1, i2)'s maximum sits at its first element's position (sv, si), or is that
+  // element itself for 1 x 1 (x 1) windows (si null).
   for (int64_t i0 = 0; i0 < g.out[0]; ++i0)
     for (int64_t i1 = 0; i1 < g.out[1]; ++i1) {
-      const I* row = si + (i0 * g.s[0] * h + i1 * g.s[1]) * w;
-      for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *out++ = row[i2 * g.s[2]];
+      const int64_t row = (i0 * g.s[0] * h + i1 * g.s[1]) * w;
+      for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *out++ = si ? si[row + i2 * g.s[2]] : row + i2 * g.s[2];
+      if (vout)
+        for (int64_t i2 = 0; i2 < g.out[2]; ++i2) *vout++ = sv[row + i2 * g.s[2]];
     }
 }
 
-}  // namespace
 
-Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size) {
+// Each window's first maximum: its index into the plane (int64 [N, C, L], returned) and, when
+// `values` is given, its value (x's dtype, [N, C, L], into *values).
+Tensor window_max_indices(const Tensor& x, const WindowOptions& o, const Shape& out_size, const char* op,
+                          Tensor* values) {
   if (!x.defined() || x.dim() < 3 || x.dim() > 5)
-    throw Error(fmt::format("window_argmax: expected input [N, C, *spatial] with 1 to 3 spatial dims, got {}",
+    throw Error(fmt::format("{}: expected input [N, C, *spatial] with 1 to 3 spatial dims, got {}", op,
                             x.defined() ? shape_str(x.shape()) : "undefined"));
-  if (x.dtype() == kInt64) throw Error("window_argmax: expected a float32 or float64 input, got int64");
+  if (x.dtype() == kInt64) throw Error(fmt::format("{}: expected a float32 or float64 input, got int64", op));
   Shape spatial(x.shape().begin() + 2, x.shape().end());
-  Geometry g = geometry(x.size(0), x.size(1), spatial, o, "window_argmax", x.shape());
+  Geometry g = geometry(x.size(0), x.size(1), spatial, o, op, x.shape());
   const size_t off = 3 - spatial.size();
   if (out_size.size() != spatial.size())
-    throw Error(fmt::format("window_argmax: expected an output size of {} dims, got {}", spatial.size(),
+    throw Error(fmt::format("{}: expected an output size of {} dims, got {}", op, spatial.size(),
                             shape_str(out_size)));
   std::array<std::vector<WindowSpan>, 3> sp;
   for (size_t i = 0; i < 3; ++i) {
@@ -242,13 +243,14 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
     sp[i] = spans(g.in[i], out, g.k[i], g.s[i], g.p[i], g.d[i]);
     for (const WindowSpan& w : sp[i])
       if (w.lo >= w.hi)  // a window entirely in the padding (ceil_mode or padding too large)
-        throw Error(fmt::format("window_argmax: output size {} has a window outside input {}", shape_str(out_size),
+        throw Error(fmt::format("{}: output size {} has a window outside input {}", op, shape_str(out_size),
                                 shape_str(x.shape())));
     g.out[i] = out;
   }
   const int64_t plane = g.plane(), L = g.positions();
   Shape ys{g.n, g.c, L};
   Tensor y = detail::make_tensor(ys, kInt64);
+  if (values) *values = detail::make_tensor(ys, x.dtype());
   // Geometry in locals: the int64 output stores could otherwise alias g's fields.
   const int64_t h = g.in[1], w = g.in[2], d0 = g.d[0], d1 = g.d[1], d2 = g.d[2];
   const int64_t s2 = g.s[2], p2 = g.p[2], k2 = g.k[2];
@@ -258,6 +260,7 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
     using T = decltype(z);
     const T* px = typed<T>(x);
     int64_t* py = typed<int64_t>(y);
+    T* pv = values ? typed<T>(*values) : nullptr;
     bool separable = plane <= std::numeric_limits<int32_t>::max();
     for (size_t i = 0; i < 3; ++i)
       separable = separable && g.p[i] == 0 && (g.out[i] - 1) * g.s[i] + (g.k[i] - 1) * g.d[i] < g.in[i];
@@ -268,8 +271,8 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
         std::vector<T> av(static_cast<size_t>(plane)), bv(static_cast<size_t>(plane));
         std::vector<int32_t> ai(static_cast<size_t>(plane)), bi(static_cast<size_t>(plane));
         for (int64_t nc = p0; nc < p1; ++nc)
-          plane_argmax_separable<T>(g, px + nc * plane, av.data(), ai.data(), bv.data(), bi.data(),
-                                             py + nc * L);
+          plane_argmax_separable<T>(g, px + nc * plane, av.data(), ai.data(), bv.data(), bi.data(), py + nc * L,
+                                    pv ? pv + nc * L : nullptr);
       });
       return;
     }
@@ -308,6 +311,7 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
                   }
                 }
               std::copy(bi, bi + n2, py + nc * L + (i0 * n1 + i1) * n2);
+              if (pv) std::copy(bv, bv + n2, pv + nc * L + (i0 * n1 + i1) * n2);
             }
         }
       });
@@ -318,6 +322,25 @@ Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_s
       run(int64_t());
   });
   return y;
+}
+
+}  // namespace
+
+Tensor window_argmax(const Tensor& x, const WindowOptions& o, const Shape& out_size) {
+  return window_max_indices(x, o, out_size, "window_argmax", nullptr);
+}
+
+// Fused: gather(x.reshape([N, C, -1]), 2, window_argmax(x, ...)) in one pass over x.
+Tensor window_max(const Tensor& x, const WindowOptions& o, const Shape& out_size, Tensor* indices) {
+  Tensor y;
+  Tensor idx = window_max_indices(x, o, out_size, "window_max", &y);
+  if (indices) *indices = idx;
+  // gather's VJP: the gradient flows to each window's maximum, one scatter into x's planes.
+  const Shape shape = x.shape();
+  const Shape planes{shape[0], shape[1], shape_numel(Shape(shape.begin() + 2, shape.end()))};
+  return detail::record("window_max", y, {x}, [shape, planes, idx](const Tensor& g, const Tensor&, Needs) {
+    return Grads{prim::scatter_add(g, planes, 2, idx).reshape(shape)};
+  });
 }
 
 }  // namespace tg::prim

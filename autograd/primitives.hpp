@@ -113,4 +113,11 @@ Tensor conv_input_grad(const Tensor& g, const Tensor& w, const Shape& x_shape, c
 Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, const WindowOptions& o,
                         int64_t groups);
 
+// ---- fused primitives: one pass where a composite of the above takes several; each is tested
+// equal to its composite in values, gradients and second derivatives (tests/test_fused.cpp) ----
+/// gather(x.reshape([N, C, -1]), 2, window_argmax(x, o, out_size)) in one pass: each window's
+/// maximum, [N, C, L]; *indices (when given) gets the window_argmax. VJP: scatter_add of g at
+/// the indices into x's planes.
+Tensor window_max(const Tensor& x, const WindowOptions& o, const Shape& out_size, Tensor* indices = nullptr);
+
 }  // namespace tg::prim

@@ -78,12 +78,11 @@ Shape out_shape(const Tensor& x, const PoolGeometry& g) {
 Tensor max_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const char* op) {
   PoolGeometry g = pool_geometry(x, o, nsp, op);
   if (x.dtype() == kInt64) throw Error(fmt::format("{}: expected a float32 or float64 input, got int64", op));
-  // Each window's first maximum (window_argmax: an index into the spatial plane, padding never
-  // chosen), picked with gather: the gradient flows to that one element, as in PyTorch's
-  // max_pool, through gather's VJP, a single scatter into x's shape.
-  Tensor idx = prim::window_argmax(x, WindowOptions(g.k).stride(g.s).padding(g.p).dilation(g.d), Shape(g.out));
-  Tensor flat = x.reshape({x.size(0), x.size(1), -1});
-  return tg::gather(flat, 2, idx).reshape(out_shape(x, g));
+  // Each window's first maximum (padding never chosen), as window_argmax + gather fused in one
+  // pass: the gradient flows to that one element, as in PyTorch's max_pool, through a single
+  // scatter into x's shape.
+  return prim::window_max(x, WindowOptions(g.k).stride(g.s).padding(g.p).dilation(g.d), Shape(g.out))
+      .reshape(out_shape(x, g));
 }
 
 Tensor avg_pool_nd(const Tensor& x, const PoolOptions& o, int64_t nsp, const char* op) {

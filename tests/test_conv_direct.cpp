@@ -15,8 +15,10 @@
 
 #include "autograd/kernels/conv_direct.hpp"
 #include "autograd/kernels/isa.hpp"
+#include "isa_levels.hpp"
 
 using tg::Tensor;
+using tg::testing::at_every_isa;
 namespace F = tg::nn::functional;
 
 namespace {
@@ -59,22 +61,6 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const Row& r) {
   if (x.dim() == 3) return F::conv1d(x, w, b, o);
   if (x.dim() == 4) return F::conv2d(x, w, b, o);
   return F::conv3d(x, w, b, o);
-}
-
-// Runs f once per level this processor can execute (so an AVX-512 machine tests the AVX2 and
-// generic kernels too), with the level in CAPTURE; restores the level in use.
-template <typename F>
-void at_every_isa(F f) {
-  using tg::kernels::Isa;
-  const Isa before = tg::kernels::active_isa();
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {
-    if (int(isa) > int(tg::kernels::best_isa())) continue;
-    const std::string level = tg::kernels::isa_name(isa);
-    CAPTURE(level);
-    tg::kernels::set_isa(isa);
-    f();
-  }
-  tg::kernels::set_isa(before);
 }
 
 }  // namespace
