@@ -143,13 +143,27 @@ Tensor operator/(const Tensor& a, const Tensor& b) {
   if (x.dtype() == kInt64) return prim::div(prim::cast(x, kFloat32), prim::cast(y, kFloat32));
   return prim::div(x, y);
 }
-Tensor operator+(const Tensor& a, double b) { return a + scalar_like(a, b); }
-Tensor operator-(const Tensor& a, double b) { return a - scalar_like(a, b); }
-Tensor operator*(const Tensor& a, double b) { return a * scalar_like(a, b); }
+// A number operand keeps the tensor's dtype (add_scalar / mul_scalar: no tensor for it), except
+// a fractional number with an int64 tensor, which promotes to float32 as in PyTorch.
+namespace {
+bool promotes(const Tensor& t, double v) { return t.dtype() == kInt64 && v != std::floor(v); }
+}  // namespace
+Tensor operator+(const Tensor& a, double b) {
+  need(a, "add");
+  return promotes(a, b) ? a + scalar_like(a, b) : prim::add_scalar(a, b);
+}
+Tensor operator-(const Tensor& a, double b) {
+  need(a, "sub");
+  return promotes(a, b) ? a - scalar_like(a, b) : prim::add_scalar(a, -b);  // x - c == x + (-c) exactly
+}
+Tensor operator*(const Tensor& a, double b) {
+  need(a, "mul");
+  return promotes(a, b) ? a * scalar_like(a, b) : prim::mul_scalar(a, b);
+}
 Tensor operator/(const Tensor& a, double b) { return a / scalar_like(a, b); }
-Tensor operator+(double a, const Tensor& b) { return scalar_like(b, a) + b; }
+Tensor operator+(double a, const Tensor& b) { return b + a; }
 Tensor operator-(double a, const Tensor& b) { return scalar_like(b, a) - b; }
-Tensor operator*(double a, const Tensor& b) { return scalar_like(b, a) * b; }
+Tensor operator*(double a, const Tensor& b) { return b * a; }
 Tensor operator/(double a, const Tensor& b) { return scalar_like(b, a) / b; }
 
 Tensor neg(const Tensor& x) { need(x, "neg"); return prim::neg(x); }

@@ -296,6 +296,27 @@ Tensor pow_scalar(const Tensor& x, double p) {
   });
 }
 
+// x * c and x + c for a constant c (a number operand, as PyTorch's mul.Scalar and add.Scalar):
+// no tensor for the constant, no broadcast, and a VJP that keeps only c (no allocation for it).
+// c is rounded to x's dtype first, as the scalar tensor it replaces was.
+Tensor mul_scalar(const Tensor& x, double c) {
+  Tensor y = unary<false>(x, "mul", [c](const auto* px, auto* py, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(px)>>;
+    const T k = T(c);
+    for (int64_t i = 0; i < n; ++i) py[i] = px[i] * k;
+  });
+  return detail::record("mul", y, {x}, [c](const Tensor& g, const Tensor&, Needs) { return Grads{mul_scalar(g, c)}; });
+}
+
+Tensor add_scalar(const Tensor& x, double c) {
+  Tensor y = unary<false>(x, "add", [c](const auto* px, auto* py, int64_t n) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(px)>>;
+    const T k = T(c);
+    for (int64_t i = 0; i < n; ++i) py[i] = px[i] + k;
+  });
+  return detail::record("add", y, {x}, [](const Tensor& g, const Tensor&, Needs) { return Grads{g}; });
+}
+
 Tensor cast(const Tensor& x, Dtype d) {
   check_defined(x, "to");
   Tensor y = detail::make_tensor(x.shape(), d);

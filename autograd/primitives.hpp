@@ -26,6 +26,8 @@ Tensor relu(const Tensor& x);                   // relu_backward(g, x)
 Tensor relu_backward(const Tensor& g, const Tensor& x);  // g * [x > 0] in one pass; VJP: itself in g
 Tensor erf(const Tensor& x);                    // g * 2/sqrt(pi) * exp(-x^2); exact GELU needs it
 Tensor pow_scalar(const Tensor& x, double p);   // g * p * x^(p-1)
+Tensor mul_scalar(const Tensor& x, double c);   // x * c, c in x's dtype: mul_scalar(g, c)
+Tensor add_scalar(const Tensor& x, double c);   // x + c, c in x's dtype: g
 Tensor cast(const Tensor& x, Dtype d);          // cast(g, x.dtype)
 Tensor sin(const Tensor& x);                    // g * cos(x)
 Tensor cos(const Tensor& x);                    // -g * sin(x)

@@ -2,6 +2,7 @@
 // ratios come from one run on one (shared, noisy) machine:
 //
 //   Tape/*         per-op overhead of recording and running the tape on one-element tensors
+//                  (Tape/scalar_fwd_bwd: with number operands)
 //                  (counter op_time: seconds per op, shown with an SI prefix, e.g. 450n = 450 ns)
 //   Matmul/*       tg::matmul forward + backward vs the same three raw cblas_sgemm calls
 //                  (counter FLOPS; args: n, threads; the raw calls use OpenBLAS's own threads,
@@ -64,6 +65,21 @@ void BM_Tape_FwdBwd(benchmark::State& st) {
   set_op_time(st, kChainOps);
 }
 BENCHMARK(BM_Tape_FwdBwd)->Name("Tape/fwd_bwd");
+
+// The same with number operands, y = y * 1.0001 + 0.0001 (the loop): each op records a
+// node with one edge, and no tensor is made for the constant.
+void BM_Tape_Scalar(benchmark::State& st) {
+  tg::set_num_threads(1);
+  tg::Tensor w = tg::full({1}, 0.5).requires_grad_();
+  for (auto _ : st) {
+    tg::Tensor y = w;
+    for (int i = 0; i < kChainOps / 2; ++i) y = y * 1.0001 + 0.0001;
+    y.backward();
+    w.mutable_grad() = tg::Tensor();
+  }
+  set_op_time(st, kChainOps);
+}
+BENCHMARK(BM_Tape_Scalar)->Name("Tape/scalar_fwd_bwd");
 
 // Forward only, recording the tape (the graph is built and then freed unused).
 void BM_Tape_Fwd(benchmark::State& st) {

@@ -97,11 +97,19 @@ def worker(threads, quick, chain_skip=False):
             with torch.no_grad():
                 chain()
 
+        def scalar_fwd_bwd():  # bench_autograd's Tape/scalar_fwd_bwd: number operands
+            y = w
+            for _ in range(CHAIN_OPS // 2):
+                y = y * 1.0001 + 0.0001
+            y.backward()
+            w.grad = None
+
         # CPU time of this (single-threaded) process, as bench_autograd's Tape/* report.
         cpu = time.process_time
         out["chain_fwd_bwd_ns_per_op"] = timeit(fwd_bwd, min_time, repeats, cpu) / CHAIN_OPS * 1e9
         out["chain_fwd_record_ns_per_op"] = timeit(chain, min_time, repeats, cpu) / CHAIN_OPS * 1e9
         out["chain_fwd_nograd_ns_per_op"] = timeit(nograd, min_time, repeats, cpu) / CHAIN_OPS * 1e9
+        out["scalar_fwd_bwd_ns_per_op"] = timeit(scalar_fwd_bwd, min_time, repeats, cpu) / CHAIN_OPS * 1e9
 
     torch.manual_seed(1)
     out["matmul_gflops"] = {}
@@ -156,7 +164,8 @@ def main():
     print(f"  {'mode':<22}{'ns/op':>10}")
     for key, label in (("chain_fwd_bwd_ns_per_op", "forward + backward"),
                        ("chain_fwd_record_ns_per_op", "forward (recording)"),
-                       ("chain_fwd_nograd_ns_per_op", "forward under no_grad")):
+                       ("chain_fwd_nograd_ns_per_op", "forward under no_grad"),
+                       ("scalar_fwd_bwd_ns_per_op", "number operands, f + b")):
         print(f"  {label:<22}{r1[key]:>10.0f}")
     print()
     print("PyTorch matmul forward + backward GFLOP/s (6 n^3 flops per step)")
