@@ -364,11 +364,14 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 // x * a + b in one pass; x has the output's shape, a and b share one shape broadcast against it
 // (a per-channel scale and shift): a normalisation's forward and moments' VJP.
-Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
-  check_pair(x, a, "fma");
-  check_pair(x, b, "fma");
-  if (a.shape() != b.shape() || detail::broadcast_shapes(x.shape(), a.shape(), "fma") != x.shape())
-    throw Error(fmt::format("fma: expected a scale and a shift of one shape that broadcasts to {}, got {} and {}",
+namespace {
+
+// fma's forward, and with relu (fma_relu) max(x * a + b, 0) in the same pass.
+Tensor fma_forward(const Tensor& x, const Tensor& a, const Tensor& b, bool relu, const char* op) {
+  check_pair(x, a, op);
+  check_pair(x, b, op);
+  if (a.shape() != b.shape() || detail::broadcast_shapes(x.shape(), a.shape(), op) != x.shape())
+    throw Error(fmt::format("{}: expected a scale and a shift of one shape that broadcasts to {}, got {} and {}", op,
                             shape_str(x.shape()), shape_str(a.shape()), shape_str(b.shape())));
   // x as rows over which a and b are constant: the trailing dims where a has size 1.
   const size_t nd = x.shape().size(), lead = nd - a.shape().size();
@@ -377,7 +380,11 @@ Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
   while (d > lead && a.shape()[d - 1 - lead] == 1) inner *= x.shape()[--d];
   if (d == lead)
     while (d > 0) inner *= x.shape()[--d];
-  if (inner < 4) return prim::add(prim::mul(x, a), b);  // a varies along x's rows: two passes
+  if (inner < 4) {  // a varies along x's rows: two passes (three with relu), without a tape
+    NoGradGuard no_grad;
+    Tensor y = prim::add(prim::mul(x, a), b);
+    return relu ? prim::relu(y) : y;
+  }
   const Shape rows_shape(x.shape().begin(), x.shape().begin() + int64_t(d));
   const int64_t rows = shape_numel(rows_shape);
   // Row r of x reads element amap[r] of a and b.
@@ -400,13 +407,35 @@ Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
     const kernels::Loops<T>& loops = kernels::loops<T>();
     detail::parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        loops.scale_shift(px + r * inner, pa[amap[size_t(r)]], pb[amap[size_t(r)]], py + r * inner, inner);
+        (relu ? loops.scale_shift_relu : loops.scale_shift)(px + r * inner, pa[amap[size_t(r)]], pb[amap[size_t(r)]],
+                                                           py + r * inner, inner);
     });
   });
+  return y;
+}
+
+// fma's VJP for the gradient g of x * a + b.
+Grads fma_vjp(const Tensor& g, const Tensor& x, const Tensor& a, const Shape& sb, Needs n) {
+  return Grads{n[0] ? g * a : Tensor(), n[1] ? prim::mul_sum_to(g, x, a.shape()) : Tensor(),
+               n[2] ? reduce_to(g, sb) : Tensor()};
+}
+
+}  // namespace
+
+Tensor fma(const Tensor& x, const Tensor& a, const Tensor& b) {
+  Tensor y = fma_forward(x, a, b, false, "fma");
   return detail::record("fma", y, {x, a, b}, [x, a, sb = b.shape()](const Tensor& g, const Tensor&, Needs n) {
-    return Grads{n[0] ? g * a : Tensor(), n[1] ? prim::mul_sum_to(g, x, a.shape()) : Tensor(),
-                 n[2] ? reduce_to(g, sb) : Tensor()};
+    return fma_vjp(g, x, a, sb, n);
   });
+}
+
+// Fused: relu(fma(x, a, b)) in one pass (batch norm followed by ReLU). The VJP masks g by the
+// output, as relu's, then is fma's.
+Tensor fma_relu(const Tensor& x, const Tensor& a, const Tensor& b) {
+  Tensor y = fma_forward(x, a, b, true, "fma_relu");
+  return detail::record("fma_relu", y, {x, a, b}, [x, a, sb = b.shape()](const Tensor& g, const Tensor& out, Needs n) {
+    return fma_vjp(prim::relu_backward(g, out), x, a, sb, n);
+  }, true);
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {

@@ -121,5 +121,8 @@ Tensor conv_weight_grad(const Tensor& g, const Tensor& x, const Shape& w_shape, 
 /// maximum, [N, C, L]; *indices (when given) gets the window_argmax. VJP: scatter_add of g at
 /// the indices into x's planes.
 Tensor window_max(const Tensor& x, const WindowOptions& o, const Shape& out_size, Tensor* indices = nullptr);
+/// relu(fma(x, a, b)) in one pass: a normalisation followed by ReLU. VJP: fma's, of
+/// relu_backward(g, out).
+Tensor fma_relu(const Tensor& x, const Tensor& a, const Tensor& b);
 
 }  // namespace tg::prim

@@ -141,6 +141,12 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode = kCo
 /// x [N, C, *]; running statistics updated in training (momentum, unbiased variance) when given.
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight = {},
                   const Tensor& bias = {}, bool training = false, double momentum = 0.1, double eps = 1e-5);
+namespace detail {
+/// relu(batch_norm(...)) in one pass over x (prim::fma_relu): what Sequential runs for a
+/// BatchNorm followed by a ReLU.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps);
+}  // namespace detail
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = {}, const Tensor& bias = {},
                   double eps = 1e-5);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {}, const Tensor& bias = {},

@@ -160,7 +160,10 @@ void BatchNormNd::reset_parameters() {
     num_batches_tracked.zero_();
   }
 }
-Tensor BatchNormNd::forward(const Tensor& x) {
+Tensor BatchNormNd::forward(const Tensor& x) { return run(x, false); }
+Tensor BatchNormNd::forward_relu(const Tensor& x) { return run(x, true); }
+
+Tensor BatchNormNd::run(const Tensor& x, bool relu) {
   bool rank_ok = x.defined() && std::find(ranks_.begin(), ranks_.end(), x.dim()) != ranks_.end();
   if (!rank_ok)
     fail(fmt::format("expected input with {} dims, got {}", fmt::join(ranks_, " or "),
@@ -171,9 +174,10 @@ Tensor BatchNormNd::forward(const Tensor& x) {
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined() && !autograd::in_checkpoint_recompute())
     num_batches_tracked.add_(tg::ones({}, kInt64));  // once per forward, as the running statistics
-  return F::batch_norm(x, use_batch_stats && !is_training() ? Tensor() : running_mean,
-                       use_batch_stats && !is_training() ? Tensor() : running_var, weight, bias, use_batch_stats,
-                       options.momentum(), options.eps());
+  const Tensor rm = use_batch_stats && !is_training() ? Tensor() : running_mean;
+  const Tensor rv = use_batch_stats && !is_training() ? Tensor() : running_var;
+  return (relu ? F::detail::batch_norm_relu : F::batch_norm)(x, rm, rv, weight, bias, use_batch_stats,
+                                                             options.momentum(), options.eps());
 }
 
 GroupNorm::GroupNorm(const GroupNormOptions& o) : Module("GroupNorm"), options(o) {
@@ -222,7 +226,18 @@ Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) :
 }
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (auto& m : items_) y = (*m)(y);
+  for (size_t i = 0; i < items_.size(); ++i) {
+    // A BatchNorm followed by a ReLU, neither with hooks, runs as one pass over the activation
+    // (BatchNormNd::forward_relu): the same values and gradients, one tensor fewer.
+    if (i + 1 < items_.size() && items_[i]->forward_hook_count() == 0 && items_[i + 1]->forward_hook_count() == 0)
+      if (auto* bn = dynamic_cast<BatchNormNd*>(items_[i].get()))
+        if (dynamic_cast<ReLU*>(items_[i + 1].get())) {
+          y = bn->forward_relu(y);
+          ++i;
+          continue;
+        }
+    y = (*items_[i])(y);
+  }
   return y;
 }
 const std::shared_ptr<Module>& Sequential::operator[](size_t i) const {

@@ -167,12 +167,16 @@ class BatchNormNd : public Module {
  public:
   BatchNormNd(const BatchNormOptions& o, const char* type_name, std::vector<int64_t> ranks);
   Tensor forward(const Tensor& x) override;
+  /// relu(forward(x)) in one pass over x: Sequential calls it for a BatchNorm followed by a ReLU
+  /// when neither has hooks (the same values and gradients as the two modules).
+  Tensor forward_relu(const Tensor& x);
   void reset_parameters();
   BatchNormOptions options;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
   std::vector<int64_t> ranks_;
+  Tensor run(const Tensor& x, bool relu);
 };
 struct BatchNorm1d : BatchNormNd {
   explicit BatchNorm1d(const BatchNormOptions& o) : BatchNormNd(o, "BatchNorm1d", {2, 3}) {}

@@ -32,9 +32,15 @@ std::pair<Tensor, Tensor> mean_var(const Tensor& x, const std::vector<int64_t>& 
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps) {
+namespace {
+
+// batch_norm, followed by ReLU in the same pass when `relu` (prim::fma_relu).
+Tensor batch_norm_impl(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps, bool relu) {
   const char* op = "batch_norm";
+  auto apply = [relu](const Tensor& v, const Tensor& scale, const Tensor& shift) {
+    return relu ? prim::fma_relu(v, scale, shift) : prim::fma(v, scale, shift);
+  };
   if (!x.defined() || x.dim() < 2)
     throw Error(fmt::format("batch_norm: expected input [N, C, *], got {}", x.defined() ? shape_str(x.shape()) : "undefined"));
   const int64_t c = x.size(1);
@@ -52,7 +58,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     Tensor scale = weight.defined() ? inv * weight : inv;
     Tensor shift = -running_mean.to(x.dtype()) * scale;
     if (bias.defined()) shift = shift + bias;
-    return prim::fma(x, scale.reshape(cs), shift.reshape(cs));
+    return apply(x, scale.reshape(cs), shift.reshape(cs));
   }
   const int64_t count = x.numel() / c;
   if (count <= 1)
@@ -76,8 +82,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   }
   Tensor shift = -mean * scale;
   if (bias.defined()) shift = shift + bias.reshape(cs);
-  return prim::fma(x, scale, shift);
+  return apply(x, scale, shift);
 }
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_impl(x, running_mean, running_var, weight, bias, training, momentum, eps, false);
+}
+
+namespace detail {
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_impl(x, running_mean, running_var, weight, bias, training, momentum, eps, true);
+}
+}  // namespace detail
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "group_norm";
