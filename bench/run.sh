@@ -54,8 +54,15 @@ else
   rm -f "$OUT/pytorch.json"
 fi
 
+# libtorch from C++, when it was found at configure time (Debian's libtorch-dev).
+rm -f "$OUT/libtorch.json"
+if cmake --build "$BUILD_DIR" -j"$JOBS" --target libtorch_overhead >/dev/null 2>&1; then
+  echo "== libtorch (bench/libtorch_overhead.cpp)"
+  "$BUILD_DIR/bench/libtorch_overhead" | tee "$OUT/libtorch.json"
+fi
+
 echo "== ratios"
-"$PYTHON" - "$OUT/tapegrad.json" "$OUT/pytorch.json" <<'EOF'
+"$PYTHON" - "$OUT/tapegrad.json" "$OUT/pytorch.json" "$OUT/libtorch.json" <<'EOF'
 import json, os, re, sys
 
 tg = json.load(open(sys.argv[1]))
@@ -93,6 +100,13 @@ if fb is not None:
         p = pt[0].get(key) if pt else None
         ps = f"{p:>10.0f}{t * 1e9 / p:>8.2f}" if p else f"{'-':>10}{'-':>8}"
         print(f"  {label:<30}{t * 1e9:>10.0f}{ps}")
+    if os.path.exists(sys.argv[3]):
+        lt = json.load(open(sys.argv[3]))
+        print(f"  libtorch {lt['libtorch']} from C++, same chains (tapegrad / libtorch):")
+        for label, t, key in (("forward + backward", fb, "chain_fwd_bwd_ns_per_op"),
+                              ("number operands, f + b", sc, "scalar_fwd_bwd_ns_per_op")):
+            if t is not None:
+                print(f"  {label:<30}{t * 1e9:>10.0f}{lt[key]:>10.0f}{t * 1e9 / lt[key]:>8.2f}")
     worst = max(fb, sc or 0)
     print(f"  target: forward + backward <= 500 ns/op, tensor and number operands -> {status(worst * 1e9 <= 500)}")
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what tapegrad needs from Debian's packages (skips apt when all are present).
-# Usage: bash tools/setup.sh [--with-torch]   (--with-torch adds python3-torch and python3-torchvision, for golden values and benchmarks)
+# Usage: bash tools/setup.sh [--with-torch]   (--with-torch adds python3-torch, python3-torchvision and libtorch-dev, for golden values and benchmarks)
 set -euo pipefail
 pkgs=(cmake g++ make python3 xtensor-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libfmt-dev doctest-dev
       libbenchmark-dev zlib1g-dev libpng-dev clang-14 dataset-fashion-mnist)
-if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-torchvision python3-numpy); fi
+if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-torchvision python3-numpy libtorch-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
