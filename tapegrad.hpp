@@ -4,6 +4,7 @@
 #include "audio/audio.hpp"
 #include "autograd/autograd.hpp"
 #include "autograd/checkpoint.hpp"
+#include "autograd/dot.hpp"
 #include "autograd/dtype.hpp"
 #include "autograd/error.hpp"
 #include "autograd/gradcheck.hpp"

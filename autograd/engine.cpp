@@ -72,6 +72,10 @@ Tensor make_record(std::string name, Tensor out, const Tensor* inputs, size_t n_
   node->next.reserve(n_inputs);
   for (size_t i = 0; i < n_inputs; ++i) node->next.push_back(detail::gradient_edge(inputs[i]));
   node->vjp = std::move(vjp);
+  const Shape& shape = out.shape();
+  node->out_ndim = int(shape.size());
+  for (size_t i = 0; i < shape.size() && i < size_t(Node::kMetaDims); ++i) node->out_dims[i] = shape[i];
+  node->meta_dtype = out.dtype();
   if (keep_output) {
     node->out_storage = out.impl()->storage;
     node->out_shape = out.shape();

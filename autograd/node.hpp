@@ -39,6 +39,13 @@ struct Node : std::enable_shared_from_this<Node> {
   Shape out_shape;
   Dtype out_dtype = kFloat32;
 
+  // The output's shape and dtype for autograd::to_dot, inline (no allocation on the tape):
+  // out_ndim > kMetaDims keeps only the number of dims.
+  static constexpr int kMetaDims = 8;
+  int out_ndim = -1;  // -1: not recorded (AccumulateGrad)
+  int64_t out_dims[kMetaDims] = {};
+  Dtype meta_dtype = kFloat32;
+
   std::weak_ptr<TensorImpl> leaf;      // AccumulateGrad: the leaf that receives the gradient
   std::weak_ptr<TensorImpl> retained;  // retain_grad() on the output of this node
   std::vector<std::pair<size_t, Hook>> hooks;
