@@ -240,4 +240,10 @@ Example MNIST::get_batch(const std::vector<int64_t>& indices) const {
   return {images, targets};
 }
 
+const std::vector<std::string>& fashion_mnist_classes() {
+  static const std::vector<std::string> names{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return names;
+}
+
 }  // namespace tg::data

@@ -21,6 +21,9 @@ namespace tg::data {
 
 enum class Split { Train, Test };
 
+/// Fashion-MNIST's ten class names, by label: "T-shirt/top", "Trouser", ..., "Ankle boot".
+const std::vector<std::string>& fashion_mnist_classes();
+
 class MNIST : public Dataset {
  public:
   /// Where Debian's dataset-fashion-mnist package installs Fashion-MNIST.
