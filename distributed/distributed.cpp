@@ -204,6 +204,7 @@ struct DistributedDataParallel::Reducer {
   // expired token with buckets started means that pass died and left collectives in flight.
   std::weak_ptr<int> pass_token;
   int world = 1;
+  size_t started_in_hooks = 0, last_started_in_hooks = 0;
 
   Reducer(const std::vector<Tensor>& params, double cap_mb) : world(world_size()) {
     const double cap_bytes = cap_mb * 1024.0 * 1024.0;
@@ -245,6 +246,7 @@ struct DistributedDataParallel::Reducer {
       b.request = MPI_REQUEST_NULL;
     }
     next_launch = 0;
+    started_in_hooks = 0;
   }
 
   // What the engine is about to store in p.grad(): its .grad() plus g (or g alone, or zeros).
@@ -278,7 +280,9 @@ struct DistributedDataParallel::Reducer {
     fill_slot(b.flat, s.offset, s.param, g);
     s.ready = true;
     --b.pending;
+    const size_t before = next_launch;
     launch_ready();
+    started_in_hooks += next_launch - before;
     progress();
     return {};
   }
@@ -316,6 +320,7 @@ struct DistributedDataParallel::Reducer {
       for (size_t i : buckets[k].slots)
         if (!slots[i].ready) fill_slot(buckets[k].flat, slots[i].offset, slots[i].param, Tensor());
     for (size_t k = next_launch; k < buckets.size(); ++k) buckets[k].pending = 0;
+    last_started_in_hooks = started_in_hooks;
     launch_ready();
     wait_all();
     for (Slot& s : slots) {
@@ -375,5 +380,6 @@ Tensor DistributedDataParallel::forward(const Tensor& x) {
 }
 
 size_t DistributedDataParallel::bucket_count() const { return reducer_->buckets.size(); }
+size_t DistributedDataParallel::buckets_started_in_backward() const { return reducer_->last_started_in_hooks; }
 
 }  // namespace tg::distributed

@@ -78,6 +78,9 @@ class DistributedDataParallel : public nn::Module {
   const std::shared_ptr<nn::Module>& module() const { return module_; }
   /// How many buckets the gradients are reduced in.
   size_t bucket_count() const;
+  /// Of the last backward: how many buckets started their all-reduce from a gradient hook, while
+  /// backward was still running (the others started when it ended).
+  size_t buckets_started_in_backward() const;
 
  private:
   struct Reducer;

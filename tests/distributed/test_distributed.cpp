@@ -168,6 +168,8 @@ void same_as_one_process(const Net& net, tg::Dtype d, double tol, double bucket_
     opt.zero_grad();
     Tensor x = rows(xy.first, r * per_rank, per_rank), y = rows(xy.second, r * per_rank, per_rank);
     tg::nn::functional::cross_entropy(ddp->forward(x), y).backward();
+    // Every bucket fills during backward, so every all-reduce starts before backward ends.
+    EXPECT(ddp->buckets_started_in_backward() == want_buckets);
     if (step == 0) {
       // When backward returns, every rank holds the gradient of the whole batch.
       auto ref_params = ref->parameters(), params = ddp->parameters();
@@ -216,6 +218,8 @@ void ddp() {
   Tensor h = first->forward(x);
   Tensor out = dist::rank() == 0 ? second->forward(h).sum() : h.sum();
   out.backward();
+  // On rank 1 the one bucket waits for the second layer, so it starts only at the end.
+  EXPECT(dtwo->buckets_started_in_backward() == (dist::rank() == 0 ? 1u : 0u));
   Tensor gw = second->parameters()[1].grad();  // the bias: d out / d b = 1 on rank 0
   EXPECT(gw.defined());
   if (gw.defined())
