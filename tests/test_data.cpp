@@ -471,7 +471,7 @@ TEST_CASE("data: DistributedSampler shards: same permutation on every rank, disj
     for (int64_t r = 0; r < ranks; ++r) whole.push_back(shards[size_t(r)][k]);
   std::vector<int64_t> perm(whole.begin(), whole.begin() + n), sorted = perm;
   std::sort(sorted.begin(), sorted.end());
-  std::vector<int64_t> identity(size_t(n));
+  std::vector<int64_t> identity(static_cast<size_t>(n));
   std::iota(identity.begin(), identity.end(), 0);
   CHECK(sorted == identity);
   CHECK(perm != identity);

@@ -415,7 +415,10 @@ TEST_CASE("queue_callback: a pass that throws drops its callbacks; a nested pass
   Tensor z = tg::autograd::custom(
       "nested", {w}, [](const std::vector<Tensor>& in) { return in[0] * 1.0; },
       [&](const std::vector<Tensor>&, const Tensor&, const Tensor& g) {
-        (inner_leaf * 2.0).sum().backward();
+        {
+          tg::GradModeGuard record(true);  // VJPs run without recording; checkpoint re-enables it the same way
+          (inner_leaf * 2.0).sum().backward();
+        }
         log.push_back("inner backward returned");
         return std::vector<Tensor>{g};
       });
