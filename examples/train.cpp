@@ -409,8 +409,8 @@ std::vector<double> planned_lrs(const Args& a, int64_t n) {
 }
 
 // Checks this run's flags against the checkpoint's (the fixed ones must agree; a changed one is
-// said), and returns the epochs the checkpoint has done.
-int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta) {
+// said, when `say`: rank 0 alone speaks), and returns the epochs the checkpoint has done.
+int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta, bool say) {
   auto saved = [&](const std::string& k) {
     auto it = meta.find(k);
     return it == meta.end() ? std::string() : it->second;
@@ -433,10 +433,11 @@ int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& me
     if (was.empty() || was == v ||
         std::find(std::begin(kFixedOnResume), std::end(kFixedOnResume), k) != std::end(kFixedOnResume))
       continue;
-    std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
-                was.c_str(), (long long)(done + 1));
+    if (say)
+      std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
+                  was.c_str(), (long long)(done + 1));
   }
-  if (done >= a.epochs)
+  if (say && done >= a.epochs)
     std::printf("resume: %s has already done %lld epochs; --epochs %lld trains no more\n", a.resume.c_str(),
                 (long long)done, (long long)a.epochs);
   // A schedule planned for another horizon may have given the epochs already done other rates.
@@ -451,7 +452,7 @@ int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& me
   before.epochs = int64_t(num("epochs", double(a.epochs)));
   before.lr = num("lr", a.lr);
   if (!saved("scheduler").empty()) before.scheduler = saved("scheduler");
-  if (planned_lrs(before, done) != planned_lrs(a, done))
+  if (say && planned_lrs(before, done) != planned_lrs(a, done))
     std::printf("resume: this run's schedule gives epochs 1-%lld other learning rates than the ones they were "
                 "trained with, so it will not end where a straight %lld-epoch run ends\n",
                 (long long)done, (long long)a.epochs);
@@ -539,7 +540,7 @@ int main(int argc, char** argv) {
     if (!a.resume.empty()) {
       std::map<std::string, std::string> meta;
       auto all = tg::load_tensors(a.resume, &meta);
-      const int64_t done = resume_epoch(a, meta);
+      const int64_t done = resume_epoch(a, meta, world.main());
       model->load_state_dict(with_prefix(all, "model."));
       // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
       // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
