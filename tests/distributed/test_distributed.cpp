@@ -89,6 +89,20 @@ void collectives() {
   EXPECT(contains(msg, "distributed::broadcast") && contains(msg, std::to_string(n)));
   EXPECT(contains(error_of([] { dist::all_reduce(Tensor()); }), "distributed::all_reduce"));
   EXPECT(contains(error_of([] { dist::init(nullptr, nullptr); }), "already initialized"));
+
+  // An error inside MPI comes back as tg::Error with the call and the rank (MPI_ERRORS_RETURN):
+  // the other ranks expect fewer elements than the root sends, so their receive is truncated
+  // (Open MPI reports MPI_ERR_TRUNCATE on the receivers; the root's send completes). Only with
+  // 2 ranks: with more, the broadcast is a tree, and a rank whose receive failed does not pass
+  // the message on, so the ranks below it would wait forever.
+  if (n == 2) {
+    Tensor mismatched = tg::zeros({r == 0 ? 4 : 2}, tg::kFloat64);
+    msg = error_of([&] { dist::broadcast(mismatched, 0); });
+    if (r == 0)
+      EXPECT(msg == "<no tg::Error thrown>");
+    else
+      EXPECT(contains(msg, "distributed::broadcast: MPI_Bcast failed on rank 1 of 2"));
+  }
   dist::barrier();
 }
 
