@@ -10,6 +10,9 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/tensor.hpp"
 #include "data/data.hpp"
+#ifdef TAPEGRAD_HAS_MPI  // set by the build when tg::distributed is compiled in (TAPEGRAD_MPI)
+#include "distributed/distributed.hpp"
+#endif
 #include "nn/nn.hpp"
 #include "optim/optim.hpp"
 #include "vision/vision.hpp"

@@ -62,6 +62,14 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots = {},
               bool retain_graph = false, bool create_graph = false);
 
+/// Queues fn to run once the backward pass now running on this thread has finished, after every
+/// leaf's .grad() is written, as PyTorch's Engine::queue_callback. Called from a hook (or a VJP);
+/// when passes nest (checkpoint's recomputation runs one inside a VJP) it goes to the outermost
+/// pass, whose end is the end of the user's backward(). Callbacks run in the order queued; a pass
+/// that throws drops its callbacks. DistributedDataParallel waits for its all-reduces this way.
+/// Outside a backward pass it throws tg::Error.
+void queue_callback(std::function<void()> fn);
+
 using CustomForward = std::function<Tensor(const std::vector<Tensor>&)>;
 using CustomVjp =
     std::function<std::vector<Tensor>(const std::vector<Tensor>& in, const Tensor& out, const Tensor& g)>;

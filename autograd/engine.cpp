@@ -16,6 +16,8 @@ namespace {
 thread_local bool grad_mode = true;
 thread_local bool anomaly_mode = false;
 thread_local bool in_targeted_pass = false;  // the innermost running pass is autograd::grad's
+// autograd::queue_callback's list, owned by the outermost pass running on this thread (null when none is).
+thread_local std::vector<std::function<void()>>* end_callbacks = nullptr;
 }  // namespace
 
 bool is_grad_enabled() { return grad_mode; }
@@ -361,9 +363,24 @@ void run_engine(const std::vector<Tensor>& roots, const std::vector<Tensor>& gra
     Engine& e;
     ~Reset() { e.reset(); }
   } reset{e};
+  // The outermost pass owns the callback list; a nested one (checkpoint) adds to it.
+  std::vector<std::function<void()>> callbacks;
+  struct OwnCallbacks {
+    std::vector<std::function<void()>>* prev = end_callbacks;
+    explicit OwnCallbacks(std::vector<std::function<void()>>* mine) {
+      if (!end_callbacks) end_callbacks = mine;
+    }
+    ~OwnCallbacks() { end_callbacks = prev; }
+    bool outermost() const { return prev == nullptr; }
+  } own{&callbacks};
   e.discover(raw);
   for (size_t i = 0; i < raw.size(); ++i) raw[i]->grad_buffer = accumulate(std::move(raw[i]->grad_buffer), seeds[i]);
   e.run(raw);
+  if (own.outermost())
+    for (size_t i = 0; i < callbacks.size(); ++i) {  // by index: a callback may queue another
+      auto fn = std::move(callbacks[i]);
+      fn();
+    }
 }
 
 }  // namespace
@@ -400,6 +417,13 @@ void Tensor::remove_hook(size_t id) const {
 }
 
 namespace autograd {
+
+void queue_callback(std::function<void()> fn) {
+  if (!fn) throw Error("autograd::queue_callback: the callback is empty");
+  if (!end_callbacks)
+    throw Error("autograd::queue_callback: no backward pass is running on this thread (call it from a hook)");
+  end_callbacks->push_back(std::move(fn));
+}
 
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph,
               bool create_graph) {

@@ -5,4 +5,5 @@
 #include "metrics.hpp"
 #include "mnist.hpp"
 #include "random.hpp"
+#include "sampler.hpp"
 #include "transforms.hpp"

@@ -108,6 +108,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
   if (options_.prefetch() < 1)
     throw Error(fmt::format("DataLoader: expects prefetch >= 1, got {}", options_.prefetch()));
   if (dataset_->size() < 0) throw Error(fmt::format("DataLoader: the dataset has size {}", dataset_->size()));
+  if (options_.sampler() && options_.shuffle())
+    throw Error("DataLoader: sampler and shuffle(true) are exclusive (the sampler decides the order)");
   seed_ = options_.seed() ? *options_.seed()
                           : uint64_t(randint(0, std::numeric_limits<int64_t>::max(), {}).item<int64_t>());
 }
@@ -127,7 +129,7 @@ DataLoader& DataLoader::operator=(DataLoader&& other) noexcept {
 }
 
 int64_t DataLoader::size() const {
-  int64_t n = dataset_->size(), b = options_.batch_size();
+  int64_t n = options_.sampler() ? options_.sampler()->size() : dataset_->size(), b = options_.batch_size();
   return options_.drop_last() ? n / b : (n + b - 1) / b;
 }
 
@@ -138,6 +140,16 @@ void DataLoader::set_epoch(int64_t e) {
 
 std::vector<int64_t> DataLoader::order(int64_t epoch) const {
   const int64_t n = dataset_->size();
+  if (const auto& sampler = options_.sampler()) {
+    std::vector<int64_t> idx = sampler->indices(epoch);
+    if (int64_t(idx.size()) != sampler->size())
+      throw Error(fmt::format("DataLoader: the sampler's size() is {} but indices({}) gave {}", sampler->size(), epoch,
+                              idx.size()));
+    for (int64_t i : idx)
+      if (i < 0 || i >= n)
+        throw Error(fmt::format("DataLoader: the sampler gave index {} for a dataset of size {}", i, n));
+    return idx;
+  }
   std::vector<int64_t> perm(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) perm[size_t(i)] = i;
   if (!options_.shuffle()) return perm;

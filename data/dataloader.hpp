@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "dataset.hpp"
+#include "sampler.hpp"
 #include "transforms.hpp"
 
 namespace tg::data {
@@ -39,6 +40,9 @@ class DataLoaderOptions {
   DataLoaderOptions& num_workers(int v) { num_workers_ = v; return *this; }
   /// Batches prepared ahead of the one being consumed (the queue's bound), at least 1.
   DataLoaderOptions& prefetch(int v) { prefetch_ = v; return *this; }
+  /// The sample order of each epoch comes from sampler->indices(epoch) instead of 0..n-1 (or a
+  /// shuffle): a DistributedSampler gives each rank its shard. Exclusive with shuffle(true).
+  DataLoaderOptions& sampler(std::shared_ptr<const Sampler> s) { sampler_ = std::move(s); return *this; }
   /// Applied to each sample's data in a worker, with a generator seeded from (seed, epoch, index).
   DataLoaderOptions& transform(Transform t) { transform_ = std::move(t); return *this; }
 
@@ -49,6 +53,7 @@ class DataLoaderOptions {
   int num_workers() const { return num_workers_; }
   int prefetch() const { return prefetch_; }
   const Transform& transform() const { return transform_; }
+  const std::shared_ptr<const Sampler>& sampler() const { return sampler_; }
 
  private:
   int64_t batch_size_ = 1;
@@ -58,6 +63,7 @@ class DataLoaderOptions {
   int num_workers_ = 1;
   int prefetch_ = 2;
   Transform transform_;
+  std::shared_ptr<const Sampler> sampler_;
 };
 
 class DataLoader {
@@ -109,7 +115,7 @@ class DataLoader {
   Iterator begin();
   Iterator end() { return {}; }
 
-  /// Batches per epoch.
+  /// Batches per epoch (of the sampler's indices when there is one).
   int64_t size() const;
   const Dataset& dataset() const { return *dataset_; }
   const DataLoaderOptions& options() const { return options_; }
@@ -119,7 +125,8 @@ class DataLoader {
   /// Sets the number of the next epoch to start (to resume a run where it stopped); epochs count
   /// from 0 and go up by one each time one starts.
   void set_epoch(int64_t e);
-  /// The sample order of epoch e (the identity when not shuffling); exposed for tests and resumes.
+  /// The sample order of epoch e (the identity when not shuffling, the sampler's indices(e) when
+  /// there is one); exposed for tests and resumes.
   std::vector<int64_t> order(int64_t epoch) const;
 
  private:

@@ -45,6 +45,7 @@ struct Args {
   std::string weights;  // evaluate mode
   int64_t limit = 0;    // use only the first N training samples (smoke tests)
   bool quiet = false;
+  bool distributed = false;  // under mpirun: one rank per process, DistributedDataParallel
 };
 
 const char* kUsage = R"(usage: tapegrad-train [train] [options]
@@ -71,6 +72,8 @@ options:
   --weights FILE        (evaluate) a checkpoint or a model file saved by tg::save
   --limit N             train on the first N samples only (quick checks)
   --quiet               no progress bar, one line per epoch
+  --distributed         data-parallel over MPI, under mpirun -np N: each rank trains on its shard of
+                        every epoch with --batch-size samples per step; rank 0 prints and writes
   --help                this text
 
 The defaults (cnn-bn, 10 epochs, SGD lr 0.02 momentum 0.9 nesterov, weight decay 5e-4, cosine schedule)
@@ -129,6 +132,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--weights") a.weights = value(f);
     else if (f == "--limit") a.limit = parse_number<int64_t>(f, value(f));
     else if (f == "--quiet") a.quiet = true;
+    else if (f == "--distributed") a.distributed = true;
     else usage_error(fmt::format("unknown option '{}'", f));
   }
   auto one_of = [](const std::string& flag, const std::string& v, std::vector<std::string> allowed) {
@@ -145,6 +149,10 @@ Args parse(int argc, char** argv) {
   if (a.threads < 0) usage_error(fmt::format("--threads must be positive, got {}", a.threads));
   if (a.limit < 0) usage_error(fmt::format("--limit must be positive, got {}", a.limit));
   if (a.mode == "evaluate" && a.weights.empty()) usage_error("evaluate needs --weights FILE");
+#ifndef TAPEGRAD_HAS_MPI
+  if (a.distributed) usage_error("--distributed: this tapegrad-train was built without MPI (TAPEGRAD_MPI is off)");
+#endif
+  if (a.distributed && a.mode == "evaluate") usage_error("--distributed is for training; evaluate runs in one process");
   return a;
 }
 
@@ -401,8 +409,8 @@ std::vector<double> planned_lrs(const Args& a, int64_t n) {
 }
 
 // Checks this run's flags against the checkpoint's (the fixed ones must agree; a changed one is
-// said), and returns the epochs the checkpoint has done.
-int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta) {
+// said, when `say`: rank 0 alone speaks), and returns the epochs the checkpoint has done.
+int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta, bool say) {
   auto saved = [&](const std::string& k) {
     auto it = meta.find(k);
     return it == meta.end() ? std::string() : it->second;
@@ -425,10 +433,11 @@ int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& me
     if (was.empty() || was == v ||
         std::find(std::begin(kFixedOnResume), std::end(kFixedOnResume), k) != std::end(kFixedOnResume))
       continue;
-    std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
-                was.c_str(), (long long)(done + 1));
+    if (say)
+      std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
+                  was.c_str(), (long long)(done + 1));
   }
-  if (done >= a.epochs)
+  if (say && done >= a.epochs)
     std::printf("resume: %s has already done %lld epochs; --epochs %lld trains no more\n", a.resume.c_str(),
                 (long long)done, (long long)a.epochs);
   // A schedule planned for another horizon may have given the epochs already done other rates.
@@ -443,7 +452,7 @@ int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& me
   before.epochs = int64_t(num("epochs", double(a.epochs)));
   before.lr = num("lr", a.lr);
   if (!saved("scheduler").empty()) before.scheduler = saved("scheduler");
-  if (planned_lrs(before, done) != planned_lrs(a, done))
+  if (say && planned_lrs(before, done) != planned_lrs(a, done))
     std::printf("resume: this run's schedule gives epochs 1-%lld other learning rates than the ones they were "
                 "trained with, so it will not end where a straight %lld-epoch run ends\n",
                 (long long)done, (long long)a.epochs);
@@ -459,8 +468,33 @@ std::map<std::string, Tensor> with_prefix(const std::map<std::string, Tensor>& a
 
 }  // namespace
 
+// This process's rank and the number of ranks: 0 and 1 unless --distributed.
+struct World {
+  int rank = 0, size = 1;
+  bool main() const { return rank == 0; }
+};
+
+// Sums v across ranks (the epoch's training totals).
+void sum_across_ranks(std::vector<double>& v, const Args& a) {
+#ifdef TAPEGRAD_HAS_MPI
+  if (!a.distributed) return;
+  Tensor t = tg::tensor(v, {int64_t(v.size())}, tg::kFloat64);
+  tg::distributed::all_reduce(t);
+  v = t.to_vector<double>();
+#else
+  (void)v, (void)a;
+#endif
+}
+
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
+  World world;
+#ifdef TAPEGRAD_HAS_MPI
+  if (a.distributed) {
+    tg::distributed::init(&argc, &argv);
+    world = {tg::distributed::rank(), tg::distributed::world_size()};
+  }
+#endif
   try {
     if (a.threads > 0) tg::set_num_threads(a.threads);
     tg::manual_seed(a.seed);
@@ -486,21 +520,27 @@ int main(int argc, char** argv) {
     if (a.limit > 0 && a.limit < train_set->size()) train_data = std::make_shared<FirstN>(train_set, a.limit);
     tg::data::Transform augment = normalize;
     if (a.augment) augment = tg::data::Compose({tg::data::RandomCrop(28, 2), tg::data::RandomHorizontalFlip(), normalize});
-    tg::data::DataLoader train_loader(
-        train_data,
-        tg::data::DataLoaderOptions().batch_size(a.batch_size).shuffle(true).seed(a.seed).transform(augment));
+    // Distributed, each rank reads its shard of each epoch's order (the same permutation on every
+    // rank; with one rank it is the whole order, so -np 1 --batch-size 2B follows -np 2 --batch-size B).
+    auto loader_options = tg::data::DataLoaderOptions().batch_size(a.batch_size).seed(a.seed).transform(augment);
+    if (a.distributed)
+      loader_options.sampler(std::make_shared<tg::data::DistributedSampler>(
+          train_data->size(), world.size, world.rank, tg::data::DistributedSamplerOptions().seed(a.seed)));
+    else
+      loader_options.shuffle(true);
+    tg::data::DataLoader train_loader(train_data, loader_options);
 
     auto opt = make_optimizer(a, model->parameters());
     auto sched = make_scheduler(a, *opt);
     std::vector<EpochMetrics> hist;
     int64_t start_epoch = 1;
-    fs::create_directories(a.out);
+    if (world.main()) fs::create_directories(a.out);
     const std::string ckpt = a.out + "/checkpoint.safetensors";
 
     if (!a.resume.empty()) {
       std::map<std::string, std::string> meta;
       auto all = tg::load_tensors(a.resume, &meta);
-      const int64_t done = resume_epoch(a, meta);
+      const int64_t done = resume_epoch(a, meta, world.main());
       model->load_state_dict(with_prefix(all, "model."));
       // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
       // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
@@ -522,23 +562,31 @@ int main(int argc, char** argv) {
         for (size_t r = 0; r + 8 <= h.size(); r += 8)
           hist.push_back({int64_t(h[r]), h[r + 1], h[r + 2], h[r + 3], h[r + 4], h[r + 5], h[r + 6], h[r + 7]});
       }
-      std::printf("resumed from %s after epoch %lld\n", a.resume.c_str(), (long long)(start_epoch - 1));
+      if (world.main()) std::printf("resumed from %s after epoch %lld\n", a.resume.c_str(), (long long)(start_epoch - 1));
     }
 
-    std::printf("tapegrad-train: %s, %lld parameters, %lld training samples, %s lr %g, %s schedule; %s\n",
-                a.model.c_str(), (long long)[&] { int64_t n = 0; for (auto& p : model->parameters()) n += p.numel(); return n; }(),
-                (long long)train_data->size(), a.optimizer.c_str(), a.lr, a.scheduler.c_str(),
-                tg::config_string().c_str());
+    // The network that trains: the model, or the model inside DistributedDataParallel (which
+    // starts every rank from rank 0's weights and averages the gradients during backward).
+    std::shared_ptr<tg::nn::Module> net = model;
+#ifdef TAPEGRAD_HAS_MPI
+    if (a.distributed) net = std::make_shared<tg::distributed::DistributedDataParallel>(model);
+#endif
+    if (world.main())
+      std::printf("tapegrad-train: %s, %lld parameters, %lld training samples, %s lr %g, %s schedule; %s%s\n",
+                  a.model.c_str(), (long long)[&] { int64_t n = 0; for (auto& p : model->parameters()) n += p.numel(); return n; }(),
+                  (long long)train_data->size(), a.optimizer.c_str(), a.lr, a.scheduler.c_str(),
+                  tg::config_string().c_str(),
+                  a.distributed ? fmt::format("; {} ranks x batch {}", world.size, a.batch_size).c_str() : "");
     for (int64_t epoch = start_epoch; epoch <= a.epochs; ++epoch) {
-      model->train();
+      net->train();
       train_loader.set_epoch(epoch - 1);
-      Progress bar(train_loader.size(), epoch, a.epochs, a.quiet);
+      Progress bar(train_loader.size(), epoch, a.epochs, a.quiet || !world.main());
       double loss_sum = 0, correct = 0;
       int64_t seen = 0, done = 0;
       auto t0 = std::chrono::steady_clock::now();
       for (auto& batch : train_loader) {
         Tensor x = batch.data;
-        Tensor logits = (*model)(x);
+        Tensor logits = (*net)(x);
         Tensor loss = F::cross_entropy(logits, batch.target);
         opt->zero_grad(true);
         loss.backward();
@@ -552,11 +600,16 @@ int main(int argc, char** argv) {
         bar.update(done, loss_sum / double(seen), correct / double(seen), seen, secs);
       }
       bar.finish();
+      std::vector<double> totals{loss_sum, correct, double(seen)};
+      sum_across_ranks(totals, a);  // every rank's share of the epoch
+      loss_sum = totals[0], correct = totals[1], seen = int64_t(totals[2]);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (sched) sched->step();
+      // Every rank holds the same weights, so each evaluates the whole test set; rank 0 reports.
       Evaluation e = evaluate(*model, test_loader);
       hist.push_back({epoch, loss_sum / double(seen), correct / double(seen), e.loss, e.acc, e.top5, secs,
                       double(seen) / secs});
+      if (!world.main()) continue;
       std::printf("epoch %lld/%lld: train loss %.4f acc %.4f | test loss %.4f acc %.4f top-5 %.4f | %.1f s, %.0f "
                   "samples/s\n",
                   (long long)epoch, (long long)a.epochs, hist.back().train_loss, hist.back().train_acc, e.loss, e.acc,
@@ -572,11 +625,20 @@ int main(int argc, char** argv) {
                     a.model.c_str(), a.out.c_str());
       }
     }
-    tg::save(*model, a.out + "/model.safetensors");
+    if (world.main()) tg::save(*model, a.out + "/model.safetensors");
+#ifdef TAPEGRAD_HAS_MPI
+    if (a.distributed) tg::distributed::finalize();
+#endif
   } catch (const tg::Error& e) {
+#ifdef TAPEGRAD_HAS_MPI
+    if (a.distributed) throw;  // the terminate handler names the rank and ends every rank (MPI_Abort)
+#endif
     std::fprintf(stderr, "tapegrad-train: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
+#ifdef TAPEGRAD_HAS_MPI
+    if (a.distributed) throw;
+#endif
     std::fprintf(stderr, "tapegrad-train: %s\n", e.what());
     return 1;
   }

@@ -455,6 +455,81 @@ TEST_CASE("data: DataLoader shuffles every sample exactly once per epoch") {
   CHECK(orders[1] != orders[2]);
 }
 
+TEST_CASE("data: DistributedSampler shards: same permutation on every rank, disjoint, padded as PyTorch") {
+  // 10 samples over 3 ranks: 4 each, the order padded with its first 2 entries (PyTorch's rule).
+  const int64_t n = 10, ranks = 3;
+  std::vector<std::vector<int64_t>> shards;
+  for (int64_t r = 0; r < ranks; ++r) {
+    data::DistributedSampler s(n, ranks, r, data::DistributedSamplerOptions().seed(7));
+    CHECK(s.size() == 4);
+    CHECK(s.total_size() == 12);
+    shards.push_back(s.indices(0));
+  }
+  // Interleaving the shards gives back the padded permutation: a permutation of 0..9 followed by its first two.
+  std::vector<int64_t> whole;
+  for (size_t k = 0; k < 4; ++k)
+    for (int64_t r = 0; r < ranks; ++r) whole.push_back(shards[size_t(r)][k]);
+  std::vector<int64_t> perm(whole.begin(), whole.begin() + n), sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> identity(static_cast<size_t>(n));
+  std::iota(identity.begin(), identity.end(), 0);
+  CHECK(sorted == identity);
+  CHECK(perm != identity);
+  CHECK(whole[10] == perm[0]);
+  CHECK(whole[11] == perm[1]);
+
+  // Without shuffling: rank r takes r, r + R, ... of 0..n-1 padded from the start.
+  data::DistributedSampler plain(n, ranks, 2, data::DistributedSamplerOptions().shuffle(false));
+  CHECK(plain.indices(0) == std::vector<int64_t>{2, 5, 8, 1});
+  // drop_last: 3 each, the tail cut, the shards disjoint.
+  std::set<int64_t> seen;
+  for (int64_t r = 0; r < ranks; ++r) {
+    data::DistributedSampler d(n, ranks, r, data::DistributedSamplerOptions().shuffle(false).drop_last(true));
+    CHECK(d.size() == 3);
+    for (int64_t i : d.indices(0)) CHECK(seen.insert(i).second);
+  }
+  CHECK(seen.size() == 9);
+  // Padding longer than the data set repeats the order as many times as needed.
+  data::DistributedSampler tiny(2, 5, 4, data::DistributedSamplerOptions().shuffle(false));
+  CHECK(tiny.indices(0) == std::vector<int64_t>{0});
+
+  // set_epoch reshuffles, identically for the same (seed, epoch); another seed gives another order.
+  data::DistributedSampler a(100, 2, 0), b(100, 2, 0), c(100, 2, 0, data::DistributedSamplerOptions().seed(1));
+  a.set_epoch(3);
+  CHECK(a.epoch() == 3);
+  CHECK(a.indices() == b.indices(3));
+  CHECK(a.indices() != b.indices(4));
+  CHECK(c.indices(3) != b.indices(3));
+
+  CHECK_THROWS_AS(data::DistributedSampler(10, 0, 0), tg::Error);
+  CHECK_THROWS_AS(data::DistributedSampler(10, 2, 2), tg::Error);
+  CHECK_THROWS_AS(data::DistributedSampler(-1, 2, 0), tg::Error);
+  CHECK_THROWS_AS(a.set_epoch(-1), tg::Error);
+}
+
+TEST_CASE("data: DataLoader with a sampler visits its indices, and its epoch drives the sampler") {
+  auto ds = std::make_shared<Range>(21);
+  std::vector<int64_t> all;
+  for (int64_t r = 0; r < 2; ++r) {
+    auto sampler = std::make_shared<data::DistributedSampler>(21, 2, r, data::DistributedSamplerOptions().seed(3));
+    data::DataLoader loader(ds, data::DataLoaderOptions().batch_size(4).sampler(sampler).num_workers(1));
+    CHECK(loader.size() == 3);  // 11 samples per rank
+    Batches e0 = epoch_of(loader), e1 = epoch_of(loader);
+    const std::vector<int64_t> order0 = flat(e0);
+    CHECK(order0 == sampler->indices(0));
+    CHECK(flat(e1) == sampler->indices(1));
+    CHECK(order0 != flat(e1));
+    all.insert(all.end(), order0.begin(), order0.end());
+  }
+  CHECK(all.size() == 22);                                   // 21 padded to 22
+  CHECK(std::set<int64_t>(all.begin(), all.end()).size() == 21);  // every sample, one of them twice
+  auto sampler = std::make_shared<data::DistributedSampler>(21, 2, 0);
+  CHECK_THROWS_AS(data::DataLoader(ds, data::DataLoaderOptions().sampler(sampler).shuffle(true)), tg::Error);
+  auto too_big = std::make_shared<data::DistributedSampler>(50, 1, 0);
+  data::DataLoader bad(ds, data::DataLoaderOptions().sampler(too_big));
+  CHECK_THROWS_AS(bad.order(0), tg::Error);
+}
+
 TEST_CASE("data: DataLoader is deterministic for a seed, whatever the threads") {
   auto ds = std::make_shared<Range>(50);
   auto augment = [](const Tensor& x, std::mt19937_64& gen) { return x + double(data::uniform_int(gen, 0, 1000)); };

@@ -358,6 +358,79 @@ TEST_CASE("a hook may not change the gradient's shape; hooks need requires_grad"
   CHECK_THROWS_AS(t64({1}).register_hook([](const Tensor& g) { return g; }), tg::Error);
 }
 
+TEST_CASE("queue_callback: runs once after every leaf's grad is written, in order; outside backward throws") {
+  Tensor a = t64({1, 2}, true), b = t64({3, 4}, true);
+  std::vector<std::string> log;
+  std::vector<double> a_grad_at_end, b_grad_at_end;
+  size_t id = a.register_hook([&](const Tensor&) -> Tensor {
+    log.push_back("hook a");
+    tg::autograd::queue_callback([&] {
+      log.push_back("callback 1");
+      a_grad_at_end = a.grad().to_vector<double>();
+      b_grad_at_end = b.grad().to_vector<double>();
+      tg::autograd::queue_callback([&] { log.push_back("callback 2 (queued by callback 1)"); });
+    });
+    return {};
+  });
+  b.register_hook([&](const Tensor&) -> Tensor {
+    log.push_back("hook b");
+    return {};
+  });
+  Tensor h = a * 2.0;
+  (((h * b).exp() * 0.0).sum() + (h * b).sum() + b.sum()).backward();
+  REQUIRE(log.size() == 4);
+  CHECK(log[2] == "callback 1");
+  CHECK(log[3] == "callback 2 (queued by callback 1)");
+  check_values(tg::tensor(a_grad_at_end, {2}, tg::kFloat64), {6, 8});
+  check_values(tg::tensor(b_grad_at_end, {2}, tg::kFloat64), {3, 5});
+  a.remove_hook(id);
+  log.clear();
+  (a * b).sum().backward();  // nothing queued: nothing runs
+  CHECK(log == std::vector<std::string>{"hook b"});
+  CHECK(contains(error_of([] { tg::autograd::queue_callback([] {}); }), "no backward pass is running"));
+  CHECK_THROWS_AS(tg::autograd::queue_callback(nullptr), tg::Error);
+}
+
+TEST_CASE("queue_callback: a pass that throws drops its callbacks; a nested pass defers to the outermost") {
+  Tensor x = t64({1, 2}, true);
+  int ran = 0;
+  Tensor y = x * 2.0;
+  size_t id = y.register_hook([&](const Tensor&) -> Tensor {
+    tg::autograd::queue_callback([&] { ++ran; });
+    throw tg::Error("hook failed on purpose");
+  });
+  CHECK_THROWS_AS(y.sum().backward(), tg::Error);
+  CHECK(ran == 0);
+  y.remove_hook(id);
+  (x * 3.0).sum().backward();  // a later pass does not run the dropped callback
+  CHECK(ran == 0);
+
+  // A backward run from inside a VJP (as checkpoint does): its callback waits for the outer pass.
+  Tensor w = t64({5}, true), inner_leaf = t64({7}, true);
+  std::vector<std::string> log;
+  inner_leaf.register_hook([&](const Tensor&) -> Tensor {
+    tg::autograd::queue_callback([&] { log.push_back("callback"); });
+    return {};
+  });
+  Tensor z = tg::autograd::custom(
+      "nested", {w}, [](const std::vector<Tensor>& in) { return in[0] * 1.0; },
+      [&](const std::vector<Tensor>&, const Tensor&, const Tensor& g) {
+        {
+          tg::GradModeGuard record(true);  // VJPs run without recording; checkpoint re-enables it the same way
+          (inner_leaf * 2.0).sum().backward();
+        }
+        log.push_back("inner backward returned");
+        return std::vector<Tensor>{g};
+      });
+  Tensor u = z * w;  // w's accumulator runs after the custom op's VJP
+  w.register_hook([&](const Tensor&) -> Tensor {
+    log.push_back("outer leaf");
+    return {};
+  });
+  u.sum().backward();
+  CHECK(log == std::vector<std::string>{"inner backward returned", "outer leaf", "callback"});
+}
+
 TEST_CASE("detach shares storage, is off the tape, and stops the gradient") {
   Tensor x = t64({1, 2, 3}, true);
   Tensor y = x * 2.0;
