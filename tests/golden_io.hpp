@@ -116,7 +116,7 @@ inline void check_against_golden(const Case& c, const std::function<tg::Tensor(c
                   tg::shape_str(c.output.shape()));
   CHECK_MESSAGE(mismatch(y, c.output, atol, rtol) <= 1.0, "forward differs from PyTorch: ", y, " vs ", c.output);
   tg::Tensor loss = (y * c.weight.to(dtype)).sum();
-  auto grads = tg::autograd::grad({loss}, wrt, {}, 0, false, /*allow_unused=*/true);
+  auto grads = tg::autograd::grad({loss}, wrt, {}, false, false, /*allow_unused=*/true);
   REQUIRE(grads.size() == c.grads.size());
   for (size_t i = 0; i < grads.size(); ++i) {
     tg::Tensor g = grads[i].defined() ? grads[i] : tg::zeros(wrt[i].shape(), dtype);
