@@ -215,7 +215,7 @@ TEST_CASE("multi-output module: a WaveNet of residual blocks in a ModuleList, gr
 
 TEST_CASE("multi-output module: Inception branches and a depth concatenation chained in a Sequential") {
   tg::manual_seed(3);
-  auto inception = std::make_shared<nn::Sequential>(InceptionBranches(8, 4, 3, 6, 2, 3, 5), DepthConcat());
+  auto inception = std::make_shared<nn::Sequential>(nn::Sequential{InceptionBranches(8, 4, 3, 6, 2, 3, 5), DepthConcat()});
   Tensor x = tg::randn({2, 8, 7, 7});
   TensorList y = (*inception)(TensorList{x});
   REQUIRE(y.size() == 1);
@@ -360,6 +360,16 @@ TEST_CASE("containers: built from module values, with indices or names, and type
   CHECK(list.at<nn::Linear>(1).options.out_features() == 3);
   CHECK_THROWS_AS(list.at<nn::Linear>(2), tg::Error);
   CHECK(contains(error_of([&] { list.at<nn::Conv2d>(0); }), "module 0 is a Linear"));
+
+  // Braces build the children left to right: the same weights as push_back in that order.
+  tg::manual_seed(7);
+  nn::Sequential braced{nn::Linear(2, 3), nn::Linear(3, 4)};
+  tg::manual_seed(7);
+  nn::Sequential pushed;
+  pushed.push_back(nn::Linear(2, 3));
+  pushed.push_back(nn::Linear(3, 4));
+  for (size_t i = 0; i < 4; ++i)
+    CHECK(max_abs_diff(braced.parameters()[i], pushed.parameters()[i]) == 0.0);
 
   // Nested containers by value keep their children and names.
   nn::Sequential outer(nn::Sequential(nn::Linear(3, 4), nn::ReLU()), nn::Linear(4, 1));
