@@ -54,6 +54,21 @@ inline tg::Tensor parse_tensor(std::istringstream& is) {
   return tg::tensor(numbers(is), parse_shape(dims), dtype == "int64" ? tg::kInt64 : tg::kFloat64);
 }
 
+/// A file of "<name> [dims] dtype values" lines (modules.txt, multi_output.txt), by name.
+inline std::map<std::string, tg::Tensor> named_tensors(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open golden file " + path);
+  std::map<std::string, tg::Tensor> m;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream is(line);
+    std::string name;
+    is >> name;
+    m[name] = parse_tensor(is);
+  }
+  return m;
+}
+
 inline std::vector<Case> load(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open golden file " + path);

@@ -1,5 +1,6 @@
 // How modules are called and built: modules that take and return several tensors (a WaveNet
-// residual block, Inception's branches, a detector head) with forward hooks on them; hooks that
+// residual block, Inception's branches, a detector head) with forward hooks on them, the first
+// two against PyTorch (tests/golden/generate_multi_output.py -> multi_output.txt); hooks that
 // fire however a built-in module is called; typed access into Sequential / ModuleList; the short
 // construction of containers from module values, named children, and moving a module.
 #include <doctest/doctest.h>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include <tapegrad.hpp>
+
+#include "golden_io.hpp"
 
 using tg::Tensor;
 using tg::nn::TensorList;
@@ -426,4 +429,50 @@ TEST_CASE("modules: a float64 input to a float32 module names the module path") 
   CHECK(contains(error_of([&] { seq.ptr(1)->forward(tg::randn({1, 2}, tg::kFloat64)); }), "fc (Linear)"));
   seq.to(tg::kFloat64);
   CHECK_NOTHROW(seq.at<nn::Sequential>(0)(tg::randn({1, 1, 5, 5}, tg::kFloat64)));
+}
+
+namespace {
+
+// Loads "<prefix>.state.*" into m, runs it on "<prefix>.input" in float64 through the list call,
+// and checks every output and the gradients of sum_i sum(out_i * R_i) with respect to the input
+// and every parameter against PyTorch.
+void check_against_pytorch(nn::Module& m, const std::string& prefix, size_t outputs) {
+  static const std::map<std::string, Tensor> g =
+      golden::named_tensors(std::string(TAPEGRAD_GOLDEN_DIR) + "/multi_output.txt");
+  m.to(tg::kFloat64);
+  nn::StateDict sd;
+  const std::string state = prefix + ".state.";
+  for (const auto& kv : g)
+    if (kv.first.rfind(state, 0) == 0) sd[kv.first.substr(state.size())] = kv.second;
+  m.load_state_dict(sd);  // strict: the parameter names are PyTorch's
+  Tensor x = g.at(prefix + ".input").clone().requires_grad_();
+  TensorList out = m(TensorList{x});
+  REQUIRE(out.size() == outputs);
+  Tensor loss;
+  for (size_t i = 0; i < outputs; ++i) {
+    const std::string name = prefix + ".output" + std::to_string(i);
+    CHECK_MESSAGE(max_abs_diff(out[i], g.at(name)) < 1e-12, name);
+    Tensor term = (out[i] * g.at(prefix + ".R" + std::to_string(i))).sum();
+    loss = loss.defined() ? loss + term : term;
+  }
+  std::vector<Tensor> wrt{x};
+  std::vector<std::string> names{"input"};
+  for (const auto& np : m.named_parameters()) {
+    wrt.push_back(np.second);
+    names.push_back(np.first);
+  }
+  std::vector<Tensor> grads = tg::autograd::grad({loss}, wrt);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const std::string name = prefix + ".grad." + names[i];
+    CHECK_MESSAGE(max_abs_diff(grads[i], g.at(name)) < 1e-11, name);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("multi-output modules against PyTorch: WaveNet's residual block and Inception's branches") {
+  ResidualBlock block(3, 4, 2);
+  check_against_pytorch(block, "wavenet", 2);
+  InceptionBranches inception(5, 2, 2, 3, 1, 2, 2);
+  check_against_pytorch(inception, "inception", 4);
 }

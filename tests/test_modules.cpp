@@ -938,20 +938,7 @@ TEST_CASE("modules: ConvTranspose2d is the adjoint of Conv2d with the same weigh
 namespace {
 
 const std::map<std::string, Tensor>& module_golden() {
-  static const std::map<std::string, Tensor> g = [] {
-    std::map<std::string, Tensor> m;
-    const std::string path = std::string(TAPEGRAD_GOLDEN_DIR) + "/modules.txt";
-    std::ifstream f(path);
-    if (!f) throw std::runtime_error("cannot open golden file " + path);
-    for (std::string line; std::getline(f, line);) {
-      if (line.empty() || line[0] == '#') continue;
-      std::istringstream is(line);
-      std::string name;
-      is >> name;
-      m[name] = golden::parse_tensor(is);
-    }
-    return m;
-  }();
+  static const std::map<std::string, Tensor> g = golden::named_tensors(std::string(TAPEGRAD_GOLDEN_DIR) + "/modules.txt");
   return g;
 }
 
