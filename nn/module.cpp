@@ -42,17 +42,13 @@ std::string Module::movable_type_name(const Module& other) {
 }
 
 namespace {
-// The module whose operator() call is running on this thread, and whether its forward already
-// ran its hooks (through after_forward), so that they run once per call.
-struct Call {
-  const Module* module;
-  bool hooks_ran;
-};
-thread_local Call* current_call = nullptr;
+// The module whose operator() is running on this thread. Its forward's after_forward leaves the
+// hooks to operator(), which runs them once, on the final output (a subclass of a built-in
+// module may change what the built-in forward returned).
+thread_local const Module* current_call = nullptr;
 struct EnterCall {
-  Call call;
-  Call* prev = current_call;
-  explicit EnterCall(const Module* m) : call{m, false} { current_call = &call; }
+  const Module* prev = current_call;
+  explicit EnterCall(const Module* m) { current_call = m; }
   ~EnterCall() { current_call = prev; }
 };
 // The module whose default forward or forward_list is running: the other default calling back
@@ -90,28 +86,32 @@ TensorList Module::forward_list(const TensorList& inputs) {
 }
 
 Tensor Module::operator()(const Tensor& x) {
-  EnterCall call(this);
-  Tensor y = forward(x);
-  if (!call.call.hooks_ran && !hooks_.empty()) run_hooks({x}, {y});
+  Tensor y;
+  {
+    EnterCall call(this);
+    y = forward(x);
+  }
+  if (!hooks_.empty()) run_hooks({x}, {y});
   return y;
 }
 
 TensorList Module::operator()(const TensorList& inputs) {
-  EnterCall call(this);
-  TensorList y = forward_list(inputs);
-  if (!call.call.hooks_ran && !hooks_.empty()) run_hooks(inputs, y);
+  TensorList y;
+  {
+    EnterCall call(this);
+    y = forward_list(inputs);
+  }
+  if (!hooks_.empty()) run_hooks(inputs, y);
   return y;
 }
 
 Tensor Module::after_forward(const Tensor& x, Tensor y) {
-  if (!hooks_.empty()) run_hooks({x}, {y});
-  if (current_call && current_call->module == this) current_call->hooks_ran = true;
+  if (current_call != this && !hooks_.empty()) run_hooks({x}, {y});
   return y;
 }
 
 TensorList Module::after_forward(const TensorList& inputs, TensorList outputs) {
-  if (!hooks_.empty()) run_hooks(inputs, outputs);
-  if (current_call && current_call->module == this) current_call->hooks_ran = true;
+  if (current_call != this && !hooks_.empty()) run_hooks(inputs, outputs);
   return outputs;
 }
 

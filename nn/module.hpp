@@ -132,9 +132,9 @@ class Module : public std::enable_shared_from_this<Module> {
  protected:
   /// Throws tg::Error prefixed with describe().
   [[noreturn]] void fail(const std::string& what) const;
-  /// Runs the forward hooks and returns y: a forward that returns through this runs its hooks
-  /// even when called directly (m->forward(x)), and operator() then does not run them again.
-  /// Every built-in module does.
+  /// Returns y, running the forward hooks first unless this module's operator() is the caller
+  /// (which runs them itself, once, on its final output): a forward that returns through this
+  /// runs its hooks even when called directly (m->forward(x)). Every built-in module does.
   Tensor after_forward(const Tensor& x, Tensor y);
   TensorList after_forward(const TensorList& inputs, TensorList outputs);
 

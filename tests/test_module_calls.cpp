@@ -309,6 +309,17 @@ TEST_CASE("modules: a built-in module's hooks fire once however it is called") {
   (*seq.ptr<nn::Conv2d>(0))(x);
   CHECK(calls["0"] == 4);
   CHECK(calls["seq"] == 2);
+  // A subclass of a built-in that changes its output: through operator() the hooks see the
+  // final output, once.
+  struct Doubled : nn::Linear {
+    Doubled() : nn::Linear(2, 2) {}
+    Tensor forward(const Tensor& x) override { return nn::Linear::forward(x) * 2.0; }
+  } doubled;
+  std::vector<Tensor> seen;
+  doubled.register_forward_hook([&seen](nn::Module&, const Tensor&, const Tensor& out) { seen.push_back(out); });
+  Tensor out = doubled(tg::randn({1, 2}));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].impl().get() == out.impl().get());
   // Grad-CAM on a layer that its parent calls through ->forward().
   struct Net : nn::Module {
     std::shared_ptr<nn::Conv2d> conv;
