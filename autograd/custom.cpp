@@ -1,6 +1,6 @@
 // User-defined ops (torch.autograd.Function): the forward runs off the tape, its floating
 // outputs become one node named after the op, and the user's backward is its VJP. Several
-// outputs are packed into one flat tensor on the tape, of which each output is a view, so the
+// outputs are packed into one flat tensor on the tape and each output is a narrow of it, so the
 // engine's one-output nodes serve them and unused outputs get zero gradients.
 #include <fmt/format.h>
 
@@ -11,7 +11,7 @@ namespace tg {
 namespace autograd {
 
 void CustomContext::save_for_backward(std::vector<Tensor> tensors) {
-  if (in_backward_) throw Error("custom op: save_for_backward is called in the forward, not in the backward");
+  if (in_backward_) throw Error("custom op: save_for_backward was called in the backward; call it in the forward");
   saved_ = std::move(tensors);
 }
 

@@ -37,7 +37,7 @@ namespace detail {
 template <typename M>
 using if_module_value = std::enable_if_t<std::is_base_of_v<Module, M> && !std::is_reference_v<M>>;
 /// A module handle from a shared_ptr (kept) or a module value (moved into a new shared_ptr):
-/// what lets `nn::Sequential seq(nn::Linear(4, 8), nn::ReLU())` hold its children.
+/// what lets `nn::Sequential seq{nn::Linear(4, 8), nn::ReLU()}` hold its children.
 template <typename M>
 std::shared_ptr<M> module_ptr(std::shared_ptr<M> m) {
   return m;
@@ -56,7 +56,7 @@ class Module : public std::enable_shared_from_this<Module> {
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
   /// Moves a module that is not registered in a parent (a value just built, as in
-  /// `nn::Sequential seq(nn::Linear(4, 8))`): its parameters, buffers, children and hooks go to
+  /// `nn::Sequential seq{nn::Linear(4, 8)}`): its parameters, buffers, children and hooks go to
   /// the new module, a root. Moving a registered module throws tg::Error.
   Module(Module&& other);
 
