@@ -1,6 +1,8 @@
 #pragma once
 /// Autograd controls: grad mode, anomaly detection, autograd::grad and user-defined ops.
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,14 +50,18 @@ class DetectAnomalyGuard {
 };
 bool is_anomaly_enabled();
 
+namespace detail {
+class CustomOp;
+}
+
 namespace autograd {
 
 /// Gradients of `outputs` with respect to `inputs`, without touching any .grad().
 /// grad_outputs: one per output (empty: ones, outputs must then be scalars).
-/// retain_graph defaults to create_graph, as in PyTorch. An input the outputs do not depend on
-/// gets an undefined tensor when allow_unused, and throws otherwise.
+/// retain_graph: unset (the default) means create_graph, as in PyTorch. An input the outputs do
+/// not depend on gets an undefined tensor when allow_unused, and throws otherwise.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& grad_outputs = {}, int retain_graph = -1,
+                         const std::vector<Tensor>& grad_outputs = {}, std::optional<bool> retain_graph = std::nullopt,
                          bool create_graph = false, bool allow_unused = false);
 
 /// Runs backward from several roots at once (Tensor::backward is the one-root case).
@@ -79,6 +85,52 @@ using CustomVjp =
 /// so double backward through it works.
 Tensor custom(const std::string& name, const std::vector<Tensor>& inputs, CustomForward forward,
               CustomVjp vjp);
+
+/// What the forward of a custom op keeps for its backward (PyTorch's `ctx`).
+class CustomContext {
+ public:
+  /// Keeps tensors for the backward (ctx.save_for_backward). A saved input or output comes back
+  /// in the backward with its graph, so double backward differentiates through it; any other
+  /// tensor (a value computed in the forward) comes back as a constant.
+  void save_for_backward(std::vector<Tensor> tensors);
+  /// In the backward: the saved tensors, in the order they were saved (ctx.saved_tensors).
+  const std::vector<Tensor>& saved_tensors() const;
+  /// In the backward: whether input i gets a gradient (ctx.needs_input_grad[i]); the backward
+  /// may return an undefined tensor for the others.
+  bool needs_input_grad(size_t i) const;
+
+ private:
+  friend class detail::CustomOp;
+  std::vector<Tensor> saved_;
+  std::vector<Tensor> resolved_;  // during the backward
+  std::vector<bool> needs_;
+  bool in_backward_ = false;
+};
+
+/// forward(ctx, in) -> outputs, off the tape; backward(ctx, grad_outputs) -> one gradient per input.
+using CustomFunctionForward = std::function<std::vector<Tensor>(CustomContext& ctx, const std::vector<Tensor>& in)>;
+using CustomFunctionBackward =
+    std::function<std::vector<Tensor>(CustomContext& ctx, const std::vector<Tensor>& grad_outputs)>;
+
+/// A user-defined op with a context and any number of outputs (torch.autograd.Function):
+///
+///   auto out = tg::autograd::custom("sincos", {x},
+///       [](tg::autograd::CustomContext& ctx, const std::vector<tg::Tensor>& in) {
+///         tg::Tensor s = tg::sin(in[0]), c = tg::cos(in[0]);
+///         ctx.save_for_backward({s, c});                     // computed once, used by the backward
+///         return std::vector<tg::Tensor>{s, c};
+///       },
+///       [](tg::autograd::CustomContext& ctx, const std::vector<tg::Tensor>& g) {
+///         const auto& s = ctx.saved_tensors();               // the outputs, with their graph
+///         return std::vector<tg::Tensor>{g[0] * s[1] - g[1] * s[0]};
+///       });
+///
+/// grad_outputs has one gradient per output: zeros for a floating output the loss does not use,
+/// undefined for an integer output (never differentiable). The floating outputs share one
+/// dtype. Under DetectAnomalyGuard a NaN or Inf in an output, or in a gradient the backward
+/// returns, throws tg::Error naming the op `name`, not an op used inside it.
+std::vector<Tensor> custom(const std::string& name, const std::vector<Tensor>& inputs, CustomFunctionForward forward,
+                           CustomFunctionBackward backward);
 
 }  // namespace autograd
 }  // namespace tg

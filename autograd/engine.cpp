@@ -47,8 +47,7 @@ Node::~Node() {
   draining = false;
 }
 
-namespace {
-
+namespace detail {
 bool has_non_finite(const Tensor& t) {
   if (!t.defined() || !is_floating(t.dtype())) return false;
   return dispatch(t.dtype(), [&](auto z) {
@@ -59,6 +58,12 @@ bool has_non_finite(const Tensor& t) {
     return false;
   });
 }
+AnomalyCheckOff::AnomalyCheckOff() : prev_(anomaly_mode) { anomaly_mode = false; }
+AnomalyCheckOff::~AnomalyCheckOff() { anomaly_mode = prev_; }
+}  // namespace detail
+
+namespace {
+using detail::has_non_finite;
 
 Tensor make_record(std::string name, Tensor out, const Tensor* inputs, size_t n_inputs, VjpFn vjp,
                    bool keep_output) {
@@ -286,11 +291,7 @@ struct Engine {
     {
       // A non-finite value made inside the VJP is reported below under this node's name, not
       // as the forward of whichever op the VJP happens to be built from.
-      struct ForwardCheckOff {
-        bool prev = anomaly_mode;
-        ForwardCheckOff() { anomaly_mode = false; }
-        ~ForwardCheckOff() { anomaly_mode = prev; }
-      } off;
+      detail::AnomalyCheckOff off;
       grads = n->vjp(g, out, Needs(n));
     }
     if (anomaly_mode)
@@ -431,8 +432,8 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const std::vector<Tensor>& grad_outputs, int retain_graph, bool create_graph,
-                         bool allow_unused) {
+                         const std::vector<Tensor>& grad_outputs, std::optional<bool> retain_graph,
+                         bool create_graph, bool allow_unused) {
   std::vector<std::shared_ptr<Node>> targets;
   for (size_t i = 0; i < inputs.size(); ++i) {
     auto edge = detail::gradient_edge(inputs[i]);
@@ -440,7 +441,7 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     targets.push_back(edge);
   }
   std::vector<Tensor> captured(inputs.size());
-  bool retain = retain_graph < 0 ? create_graph : retain_graph != 0;
+  const bool retain = retain_graph.value_or(create_graph);
   run_engine(outputs, grad_outputs, retain, create_graph, &targets, &captured, "autograd::grad");
   for (size_t i = 0; i < captured.size(); ++i)
     if (!captured[i].defined() && !allow_unused)
@@ -451,33 +452,6 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
     for (auto& c : captured)
       if (c.defined()) c = c.detach();
   return captured;
-}
-
-Tensor custom(const std::string& name, const std::vector<Tensor>& inputs, CustomForward forward, CustomVjp vjp) {
-  std::vector<Tensor> detached;
-  detached.reserve(inputs.size());
-  for (const Tensor& t : inputs) detached.push_back(t.defined() ? t.detach() : t);
-  Tensor out;
-  {
-    NoGradGuard guard;
-    out = forward(detached);
-  }
-  if (!out.defined()) throw Error(fmt::format("custom op '{}': the forward returned an undefined tensor", name));
-  out = out.detach();
-  std::vector<Shape> shapes;
-  for (const Tensor& t : inputs) shapes.push_back(t.defined() ? t.shape() : Shape{});
-  VjpFn fn = [inputs, vjp = std::move(vjp), name, shapes](const Tensor& g, const Tensor& o, Needs) {
-    std::vector<Tensor> gs = vjp(inputs, o, g);
-    if (gs.size() != inputs.size())
-      throw Error(fmt::format("custom op '{}': the VJP returned {} gradients for {} inputs", name, gs.size(),
-                              inputs.size()));
-    for (size_t i = 0; i < gs.size(); ++i)
-      if (gs[i].defined() && gs[i].shape() != shapes[i])
-        throw Error(fmt::format("custom op '{}': the VJP returned a gradient of shape {} for input {} of shape {}",
-                                name, shape_str(gs[i].shape()), i, shape_str(shapes[i])));
-    return gs;
-  };
-  return detail::record(name, out, inputs, std::move(fn), /*keep_output=*/true);
 }
 
 }  // namespace autograd

@@ -145,7 +145,7 @@ GradcheckResult gradgradcheck(const GradcheckFn& fn, const std::vector<Tensor>& 
     Tensor y = fn(args);
     std::vector<Tensor> flat;
     if (y.requires_grad()) {
-      auto g = autograd::grad({y}, wrt, {in.back()}, 1, /*create_graph=*/true, /*allow_unused=*/true);
+      auto g = autograd::grad({y}, wrt, {in.back()}, true, /*create_graph=*/true, /*allow_unused=*/true);
       for (size_t j = 0; j < g.size(); ++j) flat.push_back(g[j].defined() ? g[j].reshape({-1}) : zeros({wrt[j].numel()}, kFloat64));
     } else {
       for (const Tensor& w : wrt) flat.push_back(zeros({w.numel()}, kFloat64));

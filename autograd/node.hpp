@@ -74,6 +74,20 @@ Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs
 Tensor record(std::string name, Tensor out, const std::vector<Tensor>& inputs, VjpFn vjp,
               bool keep_output = false);
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
+/// True when a floating tensor holds a NaN or an Inf (the anomaly check).
+bool has_non_finite(const Tensor& t);
+/// Turns the anomaly check of each op's forward off for its scope: a non-finite value made
+/// inside (a VJP, a custom op's forward) is reported under the enclosing op's name instead.
+class AnomalyCheckOff {
+ public:
+  AnomalyCheckOff();
+  ~AnomalyCheckOff();
+  AnomalyCheckOff(const AnomalyCheckOff&) = delete;
+  AnomalyCheckOff& operator=(const AnomalyCheckOff&) = delete;
+
+ private:
+  bool prev_;
+};
 /// True while the innermost backward pass on this thread is autograd::grad's (it captures
 /// gradients at given inputs instead of accumulating into leaves).
 bool in_targeted_backward();

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "autograd.hpp"
+#include "node.hpp"
 #include "primitives.hpp"
 
 namespace tg {
@@ -91,6 +92,15 @@ Shape drop_dims(const Shape& s, const std::vector<int64_t>& dims) {
   return out;
 }
 
+// The node a composite made last takes the composite's name, so grad_fn_name(), to_dot and the
+// engine's errors (a second backward through a freed graph) name the op the user called: 'sum',
+// not the reshape that drops its dims.
+Tensor named(Tensor y, const char* op, const Tensor& x) {
+  if (y.defined() && y.impl()->grad_fn && (!x.defined() || y.impl()->grad_fn != x.impl()->grad_fn))
+    y.impl()->grad_fn->name = op;
+  return y;
+}
+
 // Runs a keepdim primitive reduction and drops the reduced dims unless keepdim.
 template <typename F>
 Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op, F prim_fn) {
@@ -98,7 +108,7 @@ Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, c
   auto d = wrap_dims(dims, x.shape(), op);
   if (x.dim() == 0) return x;
   Tensor y = prim_fn(x, d);
-  return keepdim ? y : prim::reshape(y, drop_dims(x.shape(), d));
+  return named(keepdim ? y : prim::reshape(y, drop_dims(x.shape(), d)), op, x);
 }
 
 }  // namespace
@@ -254,7 +264,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   if (!is_floating(x.dtype())) throw Error("mean: expected a floating tensor, got int64");
   int64_t count = 1;
   for (int64_t d : wrap_dims(dims, x.shape(), "mean")) count *= x.size(d);
-  return sum(x, dims, keepdim) / double(count);
+  return named(sum(x, dims, keepdim) / double(count), "mean", x);
 }
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
   need(x, "var");
@@ -267,18 +277,20 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, boo
   Shape ks = x.shape();
   for (int64_t d : ds) ks[size_t(d)] = 1;
   Tensor v = prim::moments(x, ds).narrow(0, 1, 1).reshape(keepdim ? ks : drop_dims(x.shape(), ds));
-  if (!unbiased) return v;
-  return v * (double(count) / double(std::max<int64_t>(count - 1, 0)));
+  if (!unbiased) return named(v, "var", x);
+  return named(v * (double(count) / double(std::max<int64_t>(count - 1, 0))), "var", x);
 }
 Tensor std(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
-  return sqrt(var(x, dims, unbiased, keepdim));
+  return named(sqrt(var(x, dims, unbiased, keepdim)), "std", x);
 }
 Tensor max(const Tensor& x) { return max(x, {}, false); }
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   return reduce(x, dims, keepdim, "max", [](const Tensor& t, const std::vector<int64_t>& d) { return prim::amax(t, d); });
 }
 Tensor min(const Tensor& x) { return min(x, {}, false); }
-Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return -max(-x, dims, keepdim); }
+Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return named(-max(-x, dims, keepdim), "min", x);
+}
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   need(x, "argmax");
   int64_t d = wrap_dim(dim, x.shape(), "argmax");

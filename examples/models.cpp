@@ -8,33 +8,27 @@ using tg::Tensor;
 
 namespace {
 
-template <typename M, typename... A>
-std::shared_ptr<nn::Module> make(A&&... a) {
-  return std::make_shared<M>(std::forward<A>(a)...);
-}
-
+// Containers take module values in braces: built left to right, so the random initial weights
+// come out in the order the layers are written (in parentheses C++ leaves the order open).
 std::shared_ptr<nn::Module> mlp() {
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      make<nn::Flatten>(), make<nn::Linear>(784, 256), make<nn::ReLU>(), make<nn::Linear>(256, 128),
-      make<nn::ReLU>(), make<nn::Linear>(128, 10)});
+  return std::make_shared<nn::Sequential>(nn::Sequential{nn::Flatten(), nn::Linear(784, 256), nn::ReLU(),
+                                                         nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10)});
 }
 
 // LeNet-5 for 28x28 (padding 2 on the first conv), with ReLU and max pooling.
 std::shared_ptr<nn::Module> lenet() {
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      make<nn::Conv2d>(nn::Conv2dOptions(1, 6, 5).padding(2)), make<nn::ReLU>(), make<nn::MaxPool2d>(2),
-      make<nn::Conv2d>(6, 16, 5), make<nn::ReLU>(), make<nn::MaxPool2d>(2), make<nn::Flatten>(),
-      make<nn::Linear>(400, 120), make<nn::ReLU>(), make<nn::Linear>(120, 84), make<nn::ReLU>(),
-      make<nn::Linear>(84, 10)});
+  return std::make_shared<nn::Sequential>(nn::Sequential{
+      nn::Conv2d(nn::Conv2dOptions(1, 6, 5).padding(2)), nn::ReLU(), nn::MaxPool2d(2),  //
+      nn::Conv2d(6, 16, 5), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(),                //
+      nn::Linear(400, 120), nn::ReLU(), nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10)});
 }
 
 // The cnn-bn, identical to the PyTorch model in bench/pytorch_cnn_bn.py.
 std::shared_ptr<nn::Module> cnn_bn() {
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      make<nn::Conv2d>(nn::Conv2dOptions(1, 32, 3).padding(1)), make<nn::BatchNorm2d>(32), make<nn::ReLU>(),
-      make<nn::MaxPool2d>(2), make<nn::Conv2d>(nn::Conv2dOptions(32, 64, 3).padding(1)), make<nn::BatchNorm2d>(64),
-      make<nn::ReLU>(), make<nn::MaxPool2d>(2), make<nn::Flatten>(), make<nn::Linear>(3136, 128), make<nn::ReLU>(),
-      make<nn::Dropout>(0.5), make<nn::Linear>(128, 10)});
+  return std::make_shared<nn::Sequential>(nn::Sequential{
+      nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::BatchNorm2d(32), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::BatchNorm2d(64), nn::ReLU(), nn::MaxPool2d(2),
+      nn::Flatten(), nn::Linear(3136, 128), nn::ReLU(), nn::Dropout(0.5), nn::Linear(128, 10)});
 }
 
 // A ResNet basic block: conv-BN-ReLU-conv-BN plus the (projected) input, then ReLU.
@@ -43,14 +37,14 @@ struct BasicBlock : nn::Module {
   std::shared_ptr<nn::BatchNorm2d> bn1, bn2;
   std::shared_ptr<nn::Sequential> shortcut;
   BasicBlock(int64_t in, int64_t out, int64_t stride) : nn::Module("BasicBlock") {
-    conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(
-                                         nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
-    bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(out));
-    conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
-    bn2 = register_module("bn2", std::make_shared<nn::BatchNorm2d>(out));
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+    bn1 = register_module("bn1", nn::BatchNorm2d(out));
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
+    bn2 = register_module("bn2", nn::BatchNorm2d(out));
     if (stride != 1 || in != out)
-      shortcut = register_module("shortcut", std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-          make<nn::Conv2d>(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)), make<nn::BatchNorm2d>(out)}));
+      shortcut = register_module(
+          "shortcut", nn::Sequential{nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)),
+                                     nn::BatchNorm2d(out)});
   }
   Tensor forward(const Tensor& x) override {
     Tensor y = (*bn2)((*conv2)(tg::relu((*bn1)((*conv1)(x)))));
@@ -59,10 +53,10 @@ struct BasicBlock : nn::Module {
 };
 
 std::shared_ptr<nn::Module> resnet_small() {
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      make<nn::Conv2d>(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)), make<nn::BatchNorm2d>(16),
-      make<nn::ReLU>(), make<BasicBlock>(16, 16, 1), make<BasicBlock>(16, 32, 2), make<BasicBlock>(32, 64, 2),
-      make<nn::AdaptiveAvgPool2d>(1), make<nn::Flatten>(), make<nn::Linear>(64, 10)});
+  return std::make_shared<nn::Sequential>(nn::Sequential{
+      nn::Conv2d(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU(),
+      BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),  //
+      nn::AdaptiveAvgPool2d(1), nn::Flatten(), nn::Linear(64, 10)});
 }
 
 // DenseNet: each layer adds `growth` channels (the DenseLayer of API.md); transitions halve.
@@ -70,8 +64,8 @@ struct DenseLayer : nn::Module {
   std::shared_ptr<nn::BatchNorm2d> bn;
   std::shared_ptr<nn::Conv2d> conv;
   DenseLayer(int64_t in, int64_t growth) : nn::Module("DenseLayer") {
-    bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(in));
-    conv = register_module("conv", std::make_shared<nn::Conv2d>(nn::Conv2dOptions(in, growth, 3).padding(1).bias(false)));
+    bn = register_module("bn", nn::BatchNorm2d(in));
+    conv = register_module("conv", nn::Conv2d(nn::Conv2dOptions(in, growth, 3).padding(1).bias(false)));
   }
   Tensor forward(const Tensor& x) override { return tg::cat({x, (*conv)(tg::relu((*bn)(x)))}, 1); }
 };
@@ -79,23 +73,23 @@ struct DenseLayer : nn::Module {
 std::shared_ptr<nn::Module> densenet_small() {
   const int64_t growth = 12;
   auto net = std::make_shared<nn::Sequential>();
-  net->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(1, 24, 3).padding(1).bias(false)));
+  net->push_back(nn::Conv2d(nn::Conv2dOptions(1, 24, 3).padding(1).bias(false)));
   int64_t c = 24;
   for (int block = 0; block < 3; ++block) {
-    for (int l = 0; l < 4; ++l, c += growth) net->push_back(std::make_shared<DenseLayer>(c, growth));
+    for (int l = 0; l < 4; ++l, c += growth) net->push_back(DenseLayer(c, growth));
     if (block < 2) {  // transition: BN, ReLU, 1x1 conv halving the channels, 2x2 average pooling
-      net->push_back(std::make_shared<nn::BatchNorm2d>(c));
-      net->push_back(std::make_shared<nn::ReLU>());
-      net->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(c, c / 2, 1).bias(false)));
-      net->push_back(std::make_shared<nn::AvgPool2d>(2));
+      net->push_back(nn::BatchNorm2d(c));
+      net->push_back(nn::ReLU());
+      net->push_back(nn::Conv2d(nn::Conv2dOptions(c, c / 2, 1).bias(false)));
+      net->push_back(nn::AvgPool2d(2));
       c /= 2;
     }
   }
-  net->push_back(std::make_shared<nn::BatchNorm2d>(c));
-  net->push_back(std::make_shared<nn::ReLU>());
-  net->push_back(std::make_shared<nn::AdaptiveAvgPool2d>(1));
-  net->push_back(std::make_shared<nn::Flatten>());
-  net->push_back(std::make_shared<nn::Linear>(c, 10));
+  net->push_back(nn::BatchNorm2d(c));
+  net->push_back(nn::ReLU());
+  net->push_back(nn::AdaptiveAvgPool2d(1));
+  net->push_back(nn::Flatten());
+  net->push_back(nn::Linear(c, 10));
   return net;
 }
 

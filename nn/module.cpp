@@ -3,6 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <cxxabi.h>
+
+#include <atomic>
+#include <cstdlib>
 #include <set>
 
 #include "../autograd/autograd.hpp"
@@ -17,12 +21,104 @@ Module::~Module() {
     if (c->parent_ == this) c->parent_ = nullptr;  // a child that outlives us becomes a root
 }
 
-Tensor Module::forward(const Tensor&) { fail("forward(const Tensor&) is not implemented"); }
+Module::Module(Module&& other)
+    : std::enable_shared_from_this<Module>(),
+      type_name_(movable_type_name(other)),
+      training_(other.training_),
+      params_(std::move(other.params_)),
+      buffers_(std::move(other.buffers_)),
+      children_(std::move(other.children_)),
+      hooks_(std::move(other.hooks_)) {
+  for (auto& [n, c] : children_) c->parent_ = this;
+}
+
+// Runs before any member is moved, so a refused move leaves `other` whole.
+std::string Module::movable_type_name(const Module& other) {
+  if (other.parent_)
+    throw Error(fmt::format("{}: cannot move a module that is registered in a parent; move it before registering "
+                            "it, or share its handle",
+                            other.describe()));
+  return other.type_name_;
+}
+
+namespace {
+// The module whose operator() is running on this thread. Its forward's after_forward leaves the
+// hooks to operator(), which runs them once, on the final output (a subclass of a built-in
+// module may change what the built-in forward returned).
+thread_local const Module* current_call = nullptr;
+struct EnterCall {
+  const Module* prev = current_call;
+  explicit EnterCall(const Module* m) { current_call = m; }
+  ~EnterCall() { current_call = prev; }
+};
+// The module whose default forward or forward_list is running: the other default calling back
+// into it means that neither is overridden.
+thread_local const Module* in_default_forward = nullptr;
+struct EnterDefault {
+  const Module* prev = in_default_forward;
+  explicit EnterDefault(const Module* m) { in_default_forward = m; }
+  ~EnterDefault() { in_default_forward = prev; }
+};
+}  // namespace
+
+Tensor Module::forward(const Tensor& x) {
+  if (in_default_forward == this)
+    fail("forward is not implemented (override forward(const Tensor&) or forward_list(const TensorList&))");
+  TensorList y;
+  {
+    EnterDefault guard(this);
+    y = forward_list({x});
+  }
+  if (y.size() != 1)
+    fail(fmt::format("forward_list returned {} tensors where one was expected; call the module with a TensorList, "
+                     "(*m)(tg::nn::TensorList{{...}}), to get them all",
+                     y.size()));
+  return y[0];
+}
+
+TensorList Module::forward_list(const TensorList& inputs) {
+  if (in_default_forward == this)
+    fail("forward is not implemented (override forward(const Tensor&) or forward_list(const TensorList&))");
+  if (inputs.size() != 1)
+    fail(fmt::format("takes one tensor (it implements forward(const Tensor&)), got a list of {}", inputs.size()));
+  EnterDefault guard(this);
+  return {forward(inputs[0])};
+}
 
 Tensor Module::operator()(const Tensor& x) {
-  Tensor y = forward(x);
-  for (auto& [id, hook] : hooks_) hook(*this, x, y);
+  Tensor y;
+  {
+    EnterCall call(this);
+    y = forward(x);
+  }
+  if (!hooks_.empty()) run_hooks({x}, {y});
   return y;
+}
+
+TensorList Module::operator()(const TensorList& inputs) {
+  TensorList y;
+  {
+    EnterCall call(this);
+    y = forward_list(inputs);
+  }
+  if (!hooks_.empty()) run_hooks(inputs, y);
+  return y;
+}
+
+Tensor Module::after_forward(const Tensor& x, Tensor y) {
+  if (current_call != this && !hooks_.empty()) run_hooks({x}, {y});
+  return y;
+}
+
+TensorList Module::after_forward(const TensorList& inputs, TensorList outputs) {
+  if (current_call != this && !hooks_.empty()) run_hooks(inputs, outputs);
+  return outputs;
+}
+
+void Module::run_hooks(const TensorList& inputs, const TensorList& outputs) {
+  // A copy: a hook may remove itself (or another) while they run.
+  auto hooks = hooks_;
+  for (auto& [id, hook] : hooks) hook(*this, inputs, outputs);
 }
 
 namespace {
@@ -200,10 +296,30 @@ void Module::load_state_dict(const StateDict& sd, bool strict) {
   }
 }
 
+namespace {
+size_t next_hook_id() {
+  static std::atomic<size_t> next{0};
+  return ++next;
+}
+}  // namespace
+
 size_t Module::register_forward_hook(ForwardHook fn) {
-  static size_t next = 0;
-  hooks_.emplace_back(++next, std::move(fn));
-  return next;
+  if (!fn) fail("register_forward_hook: the hook is empty");
+  return register_forward_hook(ForwardListHook(
+      [fn = std::move(fn)](Module& m, const TensorList& inputs, const TensorList& outputs) {
+        if (inputs.size() != 1 || outputs.size() != 1)
+          m.fail(fmt::format("a forward hook of the one-tensor form (Module&, const Tensor&, const Tensor&) cannot "
+                             "see {} inputs and {} outputs; register one taking (Module&, const TensorList&, const "
+                             "TensorList&)",
+                             inputs.size(), outputs.size()));
+        fn(m, inputs[0], outputs[0]);
+      }));
+}
+size_t Module::register_forward_hook(ForwardListHook fn) {
+  if (!fn) fail("register_forward_hook: the hook is empty");
+  const size_t id = next_hook_id();
+  hooks_.emplace_back(id, std::move(fn));
+  return id;
 }
 void Module::remove_forward_hook(size_t id) {
   for (auto it = hooks_.begin(); it != hooks_.end(); ++it)
@@ -226,5 +342,15 @@ std::string Module::describe() const {
 }
 
 void Module::fail(const std::string& what) const { throw Error(describe() + ": " + what); }
+
+namespace detail {
+void bad_module_cast(const Module& owner, size_t i, const Module& got, const std::type_info& want) {
+  int status = 0;
+  char* name = abi::__cxa_demangle(want.name(), nullptr, nullptr, &status);
+  std::string wanted = status == 0 && name ? name : want.name();
+  std::free(name);
+  throw Error(fmt::format("{}: module {} is a {}, not a {}", owner.describe(), i, got.type_name(), wanted));
+}
+}  // namespace detail
 
 }  // namespace tg::nn

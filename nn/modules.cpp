@@ -32,6 +32,15 @@ std::vector<int64_t> per_dim(const Module& m, const IntList& v, int dims, const 
     if (x < min) throw Error(fmt::format("{}: {} must be >= {}, got [{}]", m.describe(), what, min, fmt::join(v, ", ")));
   return r;
 }
+// A floating input whose dtype differs from the module's parameters or buffers: said here with the
+// module path, before the functional form says it without one.
+void check_dtype(const Module& m, const Tensor& x, const Tensor& p) {
+  if (x.defined() && p.defined() && x.dtype() != p.dtype())
+    throw Error(fmt::format("{}: expected a {} input (the dtype of its parameters), got {} {}; convert the input "
+                            "with .to() or the module with to({})",
+                            m.describe(), dtype_name(p.dtype()), dtype_name(x.dtype()), shape_str(x.shape()),
+                            dtype_name(x.dtype())));
+}
 }  // namespace
 
 // ---- Linear ----
@@ -47,7 +56,8 @@ Tensor Linear::forward(const Tensor& x) {
   if (!x.defined() || x.dim() < 1 || x.size(-1) != options.in_features())
     fail(fmt::format("expected input with {} features in the last dim, got {}", options.in_features(),
                      x.defined() ? shape_str(x.shape()) : "undefined"));
-  return F::linear(x, weight, bias);
+  check_dtype(*this, x, weight);
+  return after_forward(x, F::linear(x, weight, bias));
 }
 
 // ---- ConvNd ----
@@ -74,12 +84,13 @@ Tensor ConvNd::forward(const Tensor& x) {
   if (x.size(1) != options.in_channels())
     fail(fmt::format("expected input with {} channels, got {} (input {})", options.in_channels(), x.size(1),
                      shape_str(x.shape())));
+  check_dtype(*this, x, weight);
   auto o = F::ConvOptions().stride(options.stride()).padding(options.padding()).dilation(options.dilation())
                .groups(options.groups());
   switch (dims) {
-    case 1: return F::conv1d(x, weight, bias, o);
-    case 2: return F::conv2d(x, weight, bias, o);
-    default: return F::conv3d(x, weight, bias, o);
+    case 1: return after_forward(x, F::conv1d(x, weight, bias, o));
+    case 2: return after_forward(x, F::conv2d(x, weight, bias, o));
+    default: return after_forward(x, F::conv3d(x, weight, bias, o));
   }
 }
 
@@ -103,10 +114,12 @@ Tensor ConvTranspose2d::forward(const Tensor& x) {
   if (!x.defined() || x.dim() != 4 || x.size(1) != options.in_channels())
     fail(fmt::format("expected input [N, {}, H, W], got {}", options.in_channels(),
                      x.defined() ? shape_str(x.shape()) : "undefined"));
-  return F::conv_transpose2d(x, weight, bias,
+  check_dtype(*this, x, weight);
+  return after_forward(
+      x, F::conv_transpose2d(x, weight, bias,
                              F::ConvTransposeOptions().stride(options.stride()).padding(options.padding())
                                  .output_padding(options.output_padding()).dilation(options.dilation())
-                                 .groups(options.groups()));
+                                 .groups(options.groups())));
 }
 
 // ---- LocallyConnected2d ----
@@ -132,8 +145,9 @@ Tensor LocallyConnected2d::forward(const Tensor& x) {
   if (!x.defined() || x.dim() != 4 || x.size(1) != options.in_channels() || x.size(2) != in[0] || x.size(3) != in[1])
     fail(fmt::format("expected input [N, {}, {}, {}], got {}", options.in_channels(), in[0], in[1],
                      x.defined() ? shape_str(x.shape()) : "undefined"));
-  return F::locally_connected2d(x, weight, bias, options.kernel_size(),
-                                F::ConvOptions().stride(options.stride()).padding(options.padding()));
+  check_dtype(*this, x, weight);
+  return after_forward(x, F::locally_connected2d(x, weight, bias, options.kernel_size(),
+                                                 F::ConvOptions().stride(options.stride()).padding(options.padding())));
 }
 
 // ---- normalisation ----
@@ -171,13 +185,16 @@ Tensor BatchNormNd::run(const Tensor& x, bool relu) {
   if (x.size(1) != options.num_features())
     fail(fmt::format("expected input with {} channels, got {} (input {})", options.num_features(), x.size(1),
                      shape_str(x.shape())));
+  check_dtype(*this, x, weight.defined() ? weight : running_mean);
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined() && !autograd::in_checkpoint_recompute())
     num_batches_tracked.add_(tg::ones({}, kInt64));  // once per forward, as the running statistics
   const Tensor rm = use_batch_stats && !is_training() ? Tensor() : running_mean;
   const Tensor rv = use_batch_stats && !is_training() ? Tensor() : running_var;
-  return (relu ? F::detail::batch_norm_relu : F::batch_norm)(x, rm, rv, weight, bias, use_batch_stats,
-                                                             options.momentum(), options.eps());
+  // forward_relu is only called by Sequential for a hook-free pair: no hooks to run.
+  if (relu)
+    return F::detail::batch_norm_relu(x, rm, rv, weight, bias, use_batch_stats, options.momentum(), options.eps());
+  return after_forward(x, F::batch_norm(x, rm, rv, weight, bias, use_batch_stats, options.momentum(), options.eps()));
 }
 
 GroupNorm::GroupNorm(const GroupNormOptions& o) : Module("GroupNorm"), options(o) {
@@ -192,7 +209,8 @@ Tensor GroupNorm::forward(const Tensor& x) {
   if (!x.defined() || x.dim() < 2 || x.size(1) != options.num_channels())
     fail(fmt::format("expected input [N, {}, *], got {}", options.num_channels(),
                      x.defined() ? shape_str(x.shape()) : "undefined"));
-  return F::group_norm(x, options.num_groups(), weight, bias, options.eps());
+  check_dtype(*this, x, weight);
+  return after_forward(x, F::group_norm(x, options.num_groups(), weight, bias, options.eps()));
 }
 
 LayerNorm::LayerNorm(const LayerNormOptions& o) : Module("LayerNorm"), options(o) {
@@ -206,11 +224,12 @@ Tensor LayerNorm::forward(const Tensor& x) {
   bool ok = x.defined() && x.dim() >= int64_t(ns.size()) && std::equal(ns.begin(), ns.end(), x.shape().end() - ns.size());
   if (!ok)
     fail(fmt::format("expected input ending in {}, got {}", shape_str(ns), x.defined() ? shape_str(x.shape()) : "undefined"));
-  return F::layer_norm(x, ns, weight, bias, options.eps());
+  check_dtype(*this, x, weight);
+  return after_forward(x, F::layer_norm(x, ns, weight, bias, options.eps()));
 }
 
 Tensor LocalResponseNorm::forward(const Tensor& x) {
-  return F::local_response_norm(x, options.size(), options.alpha(), options.beta(), options.k());
+  return after_forward(x, F::local_response_norm(x, options.size(), options.alpha(), options.beta(), options.k()));
 }
 
 Dropout::Dropout(double p) : Module("Dropout"), p(p) {
@@ -221,35 +240,52 @@ Dropout2d::Dropout2d(double p) : Module("Dropout2d"), p(p) {
 }
 
 // ---- containers ----
-Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) : Module("Sequential") {
+void ModuleSequence::add_item(const std::string& name, std::shared_ptr<Module> m) {
+  register_module(name, m);
+  items_.push_back(std::move(m));
+}
+const std::shared_ptr<Module>& ModuleSequence::operator[](size_t i) const {
+  if (i >= items_.size()) fail(fmt::format("index {} out of range for {} modules", i, items_.size()));
+  return items_[i];
+}
+
+Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) : Sequential() {
   for (const auto& m : modules) push_back(m);
 }
-Tensor Sequential::forward(const Tensor& x) {
-  Tensor y = x;
-  for (size_t i = 0; i < items_.size(); ++i) {
-    // A BatchNorm followed by a ReLU, neither with hooks, runs as one pass over the activation
-    // (BatchNormNd::forward_relu): the same values and gradients, one tensor fewer.
-    if (i + 1 < items_.size() && items_[i]->forward_hook_count() == 0 && items_[i + 1]->forward_hook_count() == 0)
-      if (auto* bn = dynamic_cast<BatchNormNd*>(items_[i].get()))
-        if (dynamic_cast<ReLU*>(items_[i + 1].get())) {
-          y = bn->forward_relu(y);
+Sequential::Sequential(std::initializer_list<NamedModule> modules) : Sequential() {
+  for (const auto& m : modules) push_back(m.name, m.module);
+}
+// Lists flow from child to child, so a child may take or return several tensors.
+// A BatchNorm followed by a ReLU, neither with hooks, runs as one pass over the activation
+// (BatchNormNd::forward_relu): the same values and gradients, one tensor fewer.
+TensorList Sequential::chain(const TensorList& inputs) {
+  TensorList y = inputs;
+  const size_t n = size();
+  for (size_t i = 0; i < n; ++i) {
+    Module* m = (*this)[i].get();
+    if (y.size() == 1 && i + 1 < n && m->forward_hook_count() == 0 && (*this)[i + 1]->forward_hook_count() == 0)
+      if (auto* bn = dynamic_cast<BatchNormNd*>(m))
+        if (dynamic_cast<ReLU*>((*this)[i + 1].get())) {
+          y = {bn->forward_relu(y[0])};
           ++i;
           continue;
         }
-    y = (*items_[i])(y);
+    y = (*(*this)[i])(y);
   }
   return y;
 }
-const std::shared_ptr<Module>& Sequential::operator[](size_t i) const {
-  if (i >= items_.size()) fail(fmt::format("index {} out of range for {} modules", i, items_.size()));
-  return items_[i];
+Tensor Sequential::forward(const Tensor& x) {
+  TensorList y = chain({x});
+  if (y.size() != 1)
+    fail(fmt::format("its last module returned {} tensors where one was expected; call it with a TensorList, "
+                     "(*m)(tg::nn::TensorList{{...}}), to get them all",
+                     y.size()));
+  return after_forward(x, y[0]);
 }
-ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) : Module("ModuleList") {
+TensorList Sequential::forward_list(const TensorList& inputs) { return after_forward(inputs, chain(inputs)); }
+
+ModuleList::ModuleList(std::initializer_list<std::shared_ptr<Module>> modules) : ModuleList() {
   for (const auto& m : modules) push_back(m);
-}
-const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
-  if (i >= items_.size()) fail(fmt::format("index {} out of range for {} modules", i, items_.size()));
-  return items_[i];
 }
 
 }  // namespace tg::nn

@@ -4,6 +4,7 @@
 /// setters, as in libtorch.
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "functional.hpp"
@@ -135,20 +136,20 @@ class MaxPool2d : public Module {
  public:
   explicit MaxPool2d(const functional::PoolOptions& o) : Module("MaxPool2d"), options(o) {}
   explicit MaxPool2d(IntList kernel) : MaxPool2d(functional::PoolOptions(std::move(kernel))) {}
-  Tensor forward(const Tensor& x) override { return functional::max_pool2d(x, options); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::max_pool2d(x, options)); }
   functional::PoolOptions options;
 };
 class AvgPool2d : public Module {
  public:
   explicit AvgPool2d(const functional::PoolOptions& o) : Module("AvgPool2d"), options(o) {}
   explicit AvgPool2d(IntList kernel) : AvgPool2d(functional::PoolOptions(std::move(kernel))) {}
-  Tensor forward(const Tensor& x) override { return functional::avg_pool2d(x, options); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::avg_pool2d(x, options)); }
   functional::PoolOptions options;
 };
 class AdaptiveAvgPool2d : public Module {
  public:
   explicit AdaptiveAvgPool2d(IntList output_size) : Module("AdaptiveAvgPool2d"), output_size(std::move(output_size)) {}
-  Tensor forward(const Tensor& x) override { return functional::adaptive_avg_pool2d(x, output_size); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::adaptive_avg_pool2d(x, output_size)); }
   IntList output_size;
 };
 
@@ -238,91 +239,152 @@ class LocalResponseNorm : public Module {
 class Dropout : public Module {
  public:
   explicit Dropout(double p = 0.5);
-  Tensor forward(const Tensor& x) override { return functional::dropout(x, p, is_training()); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::dropout(x, p, is_training())); }
   double p;
 };
 class Dropout2d : public Module {
  public:
   explicit Dropout2d(double p = 0.5);
-  Tensor forward(const Tensor& x) override { return functional::dropout2d(x, p, is_training()); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::dropout2d(x, p, is_training())); }
   double p;
 };
 struct ReLU : Module {
   ReLU() : Module("ReLU") {}
-  Tensor forward(const Tensor& x) override { return functional::relu(x); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::relu(x)); }
 };
 struct LeakyReLU : Module {
   explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), negative_slope(negative_slope) {}
-  Tensor forward(const Tensor& x) override { return functional::leaky_relu(x, negative_slope); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::leaky_relu(x, negative_slope)); }
   double negative_slope;
 };
 struct Sigmoid : Module {
   Sigmoid() : Module("Sigmoid") {}
-  Tensor forward(const Tensor& x) override { return functional::sigmoid(x); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::sigmoid(x)); }
 };
 struct Tanh : Module {
   Tanh() : Module("Tanh") {}
-  Tensor forward(const Tensor& x) override { return functional::tanh(x); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::tanh(x)); }
 };
 struct GELU : Module {
   explicit GELU(bool tanh_approximation = false) : Module("GELU"), tanh_approximation(tanh_approximation) {}
-  Tensor forward(const Tensor& x) override { return functional::gelu(x, tanh_approximation); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::gelu(x, tanh_approximation)); }
   bool tanh_approximation;
 };
 struct Identity : Module {
   Identity() : Module("Identity") {}
-  Tensor forward(const Tensor& x) override { return x; }
+  Tensor forward(const Tensor& x) override { return after_forward(x, x); }
 };
 struct Flatten : Module {
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1)
       : Module("Flatten"), start_dim(start_dim), end_dim(end_dim) {}
-  Tensor forward(const Tensor& x) override { return tg::flatten(x, start_dim, end_dim); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, tg::flatten(x, start_dim, end_dim)); }
   int64_t start_dim, end_dim;
 };
 struct Upsample : Module {
   explicit Upsample(const functional::InterpolateOptions& o) : Module("Upsample"), options(o) {}
-  Tensor forward(const Tensor& x) override { return functional::interpolate(x, options); }
+  Tensor forward(const Tensor& x) override { return after_forward(x, functional::interpolate(x, options)); }
   functional::InterpolateOptions options;
 };
 
 // ---- containers ----
-/// Runs its children in order; children are named "0", "1", ... as in PyTorch.
-class Sequential : public Module {
- public:
-  Sequential() : Module("Sequential") {}
-  Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
+/// A child with its name, for containers with named children (PyTorch's
+/// `nn.Sequential(OrderedDict(...))`): `{"conv0", nn::Conv2d(opts)}` or `{"conv0", conv_ptr}`.
+struct NamedModule {
   template <typename M>
-  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
-    register_module(std::to_string(size()), m);
-    items_.push_back(m);
-    return m;
-  }
-  Tensor forward(const Tensor& x) override;
-  size_t size() const { return items_.size(); }
-  const std::shared_ptr<Module>& operator[](size_t i) const;
-
- private:
-  std::vector<std::shared_ptr<Module>> items_;
+  NamedModule(std::string name, M&& m)  // NOLINT: built from braces
+      : name(std::move(name)), module(detail::module_ptr(std::forward<M>(m))) {}
+  std::string name;
+  std::shared_ptr<Module> module;
 };
 
-/// A list of modules registered as "0", "1", ...; forward is up to the owner.
-class ModuleList : public Module {
+namespace detail {
+template <typename M>
+struct is_module_arg : std::is_base_of<Module, std::remove_cv_t<std::remove_reference_t<M>>> {};
+template <typename M>
+struct is_module_arg<std::shared_ptr<M>> : std::is_base_of<Module, M> {};
+/// Enables the variadic constructors of the containers for module values and handles only.
+template <typename... Ms>
+using if_module_args = std::enable_if_t<(sizeof...(Ms) > 0) && (is_module_arg<std::decay_t<Ms>>::value && ...)>;
+}  // namespace detail
+
+/// The ordered children of Sequential and ModuleList, named "0", "1", ... (or as given), with
+/// typed access as libtorch's: at<T>(i) (a T&), ptr<T>(i) / ptr(i) (a handle).
+class ModuleSequence : public Module {
  public:
-  ModuleList() : Module("ModuleList") {}
-  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules);
+  /// Appends a handle or a module value (moved in); the child's name is its index.
   template <typename M>
-  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
-    register_module(std::to_string(size()), m);
-    items_.push_back(m);
-    return m;
+  auto push_back(M&& m) {
+    auto p = detail::module_ptr(std::forward<M>(m));
+    add_item(std::to_string(size()), p);
+    return p;
+  }
+  /// Appends under a name of its own: `features->push_back("conv0", nn::Conv2d(opts))`.
+  template <typename M>
+  auto push_back(const std::string& name, M&& m) {
+    auto p = detail::module_ptr(std::forward<M>(m));
+    add_item(name, p);
+    return p;
   }
   size_t size() const { return items_.size(); }
+  bool is_empty() const { return items_.empty(); }
   const std::shared_ptr<Module>& operator[](size_t i) const;
+  std::shared_ptr<Module> ptr(size_t i) const { return (*this)[i]; }
+  /// The i-th child as a T; throws tg::Error naming both types when it is not one.
+  template <typename T>
+  std::shared_ptr<T> ptr(size_t i) const {
+    auto p = std::dynamic_pointer_cast<T>((*this)[i]);
+    if (!p) detail::bad_module_cast(*this, i, *(*this)[i], typeid(T));
+    return p;
+  }
+  template <typename T>
+  T& at(size_t i) const {
+    return *ptr<T>(i);
+  }
   std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return items_.begin(); }
   std::vector<std::shared_ptr<Module>>::const_iterator end() const { return items_.end(); }
 
+ protected:
+  explicit ModuleSequence(std::string type_name) : Module(std::move(type_name)) {}
+  ModuleSequence(ModuleSequence&&) = default;
+
  private:
+  void add_item(const std::string& name, std::shared_ptr<Module> m);
   std::vector<std::shared_ptr<Module>> items_;
+};
+
+/// Runs its children in order, each on the output of the one before (a TensorList flows on as
+/// a list: a child may take or return several tensors).
+///
+///   nn::Sequential block{nn::Conv2d(nn::Conv2dOptions(3, 32, 3)), nn::BatchNorm2d(32), nn::ReLU()};
+///   nn::Sequential named{{"conv0", nn::Conv2d(nn::Conv2dOptions(3, 32, 3))}, {"relu0", nn::ReLU()}};
+class Sequential : public ModuleSequence {
+ public:
+  Sequential() : ModuleSequence("Sequential") {}
+  Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
+  Sequential(std::initializer_list<NamedModule> modules);
+  /// Module values (moved in) and handles, in order: `nn::Sequential seq{nn::Linear(4, 8), nn::ReLU()}`.
+  template <typename... Ms, typename = detail::if_module_args<Ms...>>
+  explicit Sequential(Ms&&... modules) : Sequential() {
+    (push_back(std::forward<Ms>(modules)), ...);
+  }
+  Sequential(Sequential&&) = default;
+  Tensor forward(const Tensor& x) override;
+  TensorList forward_list(const TensorList& inputs) override;
+
+ private:
+  TensorList chain(const TensorList& inputs);
+};
+
+/// A list of modules registered as "0", "1", ...; forward is up to the owner.
+class ModuleList : public ModuleSequence {
+ public:
+  ModuleList() : ModuleSequence("ModuleList") {}
+  ModuleList(std::initializer_list<std::shared_ptr<Module>> modules);
+  template <typename... Ms, typename = detail::if_module_args<Ms...>>
+  explicit ModuleList(Ms&&... modules) : ModuleList() {
+    (push_back(std::forward<Ms>(modules)), ...);
+  }
+  ModuleList(ModuleList&&) = default;
 };
 
 #undef TG_OPT

@@ -103,9 +103,9 @@ class Optimizer {
   /// optimizers that drive the closure themselves (LBFGS).
   virtual Tensor step(const LossClosure& closure = nullptr);
 
-  /// Zeroes every parameter's gradient in place, or makes it undefined when set_to_none
-  /// (PyTorch 1.13's default is false, and so is ours).
-  void zero_grad(bool set_to_none = false);
+  /// Makes every parameter's gradient undefined (set_to_none, the default, as Module::zero_grad
+  /// and PyTorch 2's), or zeroes it in place.
+  void zero_grad(bool set_to_none = true);
 
   /// Adds a group; without options it takes the defaults. Throws if a parameter is already
   /// in a group, is not a floating leaf, or an option is invalid.

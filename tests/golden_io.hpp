@@ -54,6 +54,21 @@ inline tg::Tensor parse_tensor(std::istringstream& is) {
   return tg::tensor(numbers(is), parse_shape(dims), dtype == "int64" ? tg::kInt64 : tg::kFloat64);
 }
 
+/// A file of "<name> [dims] dtype values" lines (modules.txt, multi_output.txt), by name.
+inline std::map<std::string, tg::Tensor> named_tensors(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open golden file " + path);
+  std::map<std::string, tg::Tensor> m;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream is(line);
+    std::string name;
+    is >> name;
+    m[name] = parse_tensor(is);
+  }
+  return m;
+}
+
 inline std::vector<Case> load(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open golden file " + path);
@@ -116,7 +131,7 @@ inline void check_against_golden(const Case& c, const std::function<tg::Tensor(c
                   tg::shape_str(c.output.shape()));
   CHECK_MESSAGE(mismatch(y, c.output, atol, rtol) <= 1.0, "forward differs from PyTorch: ", y, " vs ", c.output);
   tg::Tensor loss = (y * c.weight.to(dtype)).sum();
-  auto grads = tg::autograd::grad({loss}, wrt, {}, 0, false, /*allow_unused=*/true);
+  auto grads = tg::autograd::grad({loss}, wrt, {}, false, false, /*allow_unused=*/true);
   REQUIRE(grads.size() == c.grads.size());
   for (size_t i = 0; i < grads.size(); ++i) {
     tg::Tensor g = grads[i].defined() ? grads[i] : tg::zeros(wrt[i].shape(), dtype);

@@ -546,7 +546,7 @@ TEST_CASE("create_graph: d2/dx2 of x^3 is 6x (autograd::grad)") {
   for (int variant = 0; variant < 2; ++variant) {
     CAPTURE(variant);
     Tensor y = variant == 0 ? (x * x * x).sum() : x.pow(3).sum();
-    Tensor g = tg::autograd::grad({y}, {x}, {}, -1, /*create_graph=*/true)[0];
+    Tensor g = tg::autograd::grad({y}, {x}, {}, std::nullopt, /*create_graph=*/true)[0];
     CHECK(g.requires_grad());
     check_values(g, {3, 12, 0.75});
     Tensor g2 = tg::autograd::grad({g.sum()}, {x})[0];
@@ -570,8 +570,8 @@ TEST_CASE("create_graph: d2/dx2 of x^3 is 6x (backward into .grad)") {
 TEST_CASE("create_graph: third derivative through exp, tanh and sigmoid") {
   Tensor x = t64({0.3, -0.7}, true);
   Tensor y = (tg::exp(x) + tg::tanh(x) + tg::sigmoid(x)).sum();
-  Tensor g1 = tg::autograd::grad({y}, {x}, {}, -1, true)[0];
-  Tensor g2 = tg::autograd::grad({g1.sum()}, {x}, {}, -1, true)[0];
+  Tensor g1 = tg::autograd::grad({y}, {x}, {}, std::nullopt, true)[0];
+  Tensor g2 = tg::autograd::grad({g1.sum()}, {x}, {}, std::nullopt, true)[0];
   Tensor g3 = tg::autograd::grad({g2.sum()}, {x})[0];
   auto d1 = [](double v) {
     double t = std::tanh(v), s = 1 / (1 + std::exp(-v));
@@ -596,7 +596,7 @@ TEST_CASE("Hessian-vector product of x^T A x is (A + A^T) v") {
   Tensor x = t64({0.2, -1, 0.7}, true);
   Tensor v = t64({1, 0.5, -2});
   Tensor f = tg::matmul(x, tg::matmul(a, x));
-  Tensor g = tg::autograd::grad({f}, {x}, {}, -1, /*create_graph=*/true)[0];
+  Tensor g = tg::autograd::grad({f}, {x}, {}, std::nullopt, /*create_graph=*/true)[0];
   // g = (A + A^T) x
   std::vector<double> av = a.to_vector<double>();
   std::vector<double> xv{0.2, -1, 0.7}, vv{1, 0.5, -2}, gx(3), hv(3);
@@ -615,7 +615,7 @@ TEST_CASE("gradient penalty: grad of ||dy/dx||^2 with respect to a weight") {
   Tensor x = t64({0.4, -0.3}, true);
   Tensor w = t64({1.5, 0.8}, true);
   Tensor y = tg::tanh(w * x).sum();
-  Tensor gx = tg::autograd::grad({y}, {x}, {}, -1, true)[0];
+  Tensor gx = tg::autograd::grad({y}, {x}, {}, std::nullopt, true)[0];
   Tensor penalty = (gx * gx).sum();
   penalty.backward();
   std::vector<double> xs{0.4, -0.3}, ws{1.5, 0.8};
@@ -666,7 +666,7 @@ TEST_CASE("autograd::grad: unused inputs") {
   Tensor x = t64({1, 2}, true);
   Tensor unused = t64({5, 6, 7}, true);
   Tensor y = (x * x).sum();
-  auto gs = tg::autograd::grad({y}, {x, unused}, {}, 1, false, /*allow_unused=*/true);
+  auto gs = tg::autograd::grad({y}, {x, unused}, {}, true, false, /*allow_unused=*/true);
   check_values(gs[0], {2, 4});
   CHECK_FALSE(gs[1].defined());
   std::string msg = error_of([&] { tg::autograd::grad({y}, {x, unused}, {}, 1); });
@@ -792,7 +792,7 @@ TEST_CASE("custom op: double backward through a VJP made of differentiable ops")
         });
   };
   Tensor y = cube(x).sum();
-  Tensor g = tg::autograd::grad({y}, {x}, {}, -1, true)[0];
+  Tensor g = tg::autograd::grad({y}, {x}, {}, std::nullopt, true)[0];
   check_values(g, {3, 12, 0.75});
   Tensor g2 = tg::autograd::grad({g.sum()}, {x})[0];
   check_values(g2, {6, -12, 3});
@@ -804,7 +804,7 @@ TEST_CASE("custom op: double backward through a VJP that uses the output") {
   Tensor y = tg::autograd::custom(
       "my_exp2", {x}, [](const std::vector<Tensor>& in) { return tg::exp(in[0]); },
       [](const std::vector<Tensor>&, const Tensor& out, const Tensor& g) { return std::vector<Tensor>{g * out}; });
-  Tensor g = tg::autograd::grad({y.sum()}, {x}, {}, -1, true)[0];
+  Tensor g = tg::autograd::grad({y.sum()}, {x}, {}, std::nullopt, true)[0];
   Tensor g2 = tg::autograd::grad({g.sum()}, {x})[0];
   check_values(g2, {std::exp(0.2), std::exp(-0.3)});
 }

@@ -57,8 +57,8 @@ TEST_CASE("fused: window_max equals window_argmax + gather (values, indices, fir
     Tensor v = tg::randn(y.shape(), tg::TensorOptions().dtype(tg::kFloat64)).requires_grad_(true);
     Tensor u = tg::randn(c.x, tg::TensorOptions().dtype(tg::kFloat64));
     auto derivs = [&](const Tensor& out) {
-      Tensor gx = tg::autograd::grad({(out * v).sum()}, {x}, {}, -1, true)[0];
-      std::vector<Tensor> second = tg::autograd::grad({(gx * u).sum()}, {v}, {}, -1, false, true);
+      Tensor gx = tg::autograd::grad({(out * v).sum()}, {x}, {}, std::nullopt, true)[0];
+      std::vector<Tensor> second = tg::autograd::grad({(gx * u).sum()}, {v}, {}, std::nullopt, false, true);
       return std::vector<Tensor>{gx.detach(), second[0]};
     };
     check_all_close(derivs(y), derivs(yr));
@@ -89,9 +89,9 @@ TEST_CASE("fused: fma_relu equals relu(fma) (values, first and second derivative
     check_all_close({y}, {yr});
     Tensor v = tg::randn(y.shape(), f64).requires_grad_(true);
     auto derivs = [&](const Tensor& out) {
-      std::vector<Tensor> g = tg::autograd::grad({(out * v).sum()}, {x, a, b}, {}, -1, true);
+      std::vector<Tensor> g = tg::autograd::grad({(out * v).sum()}, {x, a, b}, {}, std::nullopt, true);
       Tensor s = (g[0] * g[0]).sum() + (g[1] * g[2]).sum();
-      std::vector<Tensor> second = tg::autograd::grad({s}, {x, a, b, v}, {}, -1, false, true);
+      std::vector<Tensor> second = tg::autograd::grad({s}, {x, a, b, v}, {}, std::nullopt, false, true);
       std::vector<Tensor> all{g[0].detach(), g[1].detach(), g[2].detach()};
       for (const Tensor& t : second) all.push_back(t.defined() ? t : tg::zeros({1}, f64));
       return all;

@@ -639,10 +639,10 @@ TEST_CASE("optim: zero_grad, skipped parameters, add_param_group and the closure
   CHECK(opt.state(b) == nullptr);
   CHECK(opt.state(a)->buffers.count("momentum_buffer") == 1);
 
-  opt.zero_grad();  // default: zeros, as PyTorch 1.13
+  opt.zero_grad(/*set_to_none=*/false);
   REQUIRE(a.grad().defined());
   CHECK(a.grad().to_vector<double>() == std::vector<double>{0.0, 0.0});
-  opt.zero_grad(/*set_to_none=*/true);
+  opt.zero_grad();  // default: set_to_none, as Module::zero_grad
   CHECK(!a.grad().defined());
   opt.step();  // nothing has a gradient: nothing moves
   CHECK(a.to_vector<double>() == std::vector<double>{0.0, 0.0});
@@ -651,7 +651,7 @@ TEST_CASE("optim: zero_grad, skipped parameters, add_param_group and the closure
   Tensor y = (a * a * a).sum();
   y.backward({}, false, /*create_graph=*/true);
   REQUIRE(a.grad().defined());
-  opt.zero_grad();
+  opt.zero_grad(/*set_to_none=*/false);
   CHECK(a.grad().grad_fn() == nullptr);
 
   Tensor c = tg::tensor({1.0}, {1}, tg::kFloat64).requires_grad_();

@@ -42,8 +42,8 @@ Tensor grad_cam(nn::Module& model, nn::Module& target_layer, const Tensor& input
                             scores.size(1), shape_str(scores.shape())));
   if (calls != 1)
     throw Error(fmt::format(
-        "grad_cam: the target layer {} ran {} times in the forward pass, expected once (it must be called through "
-        "operator(), as Sequential calls its children, not through ->forward())",
+        "grad_cam: the target layer {} ran {} times in the forward pass, expected once (a module of your own must be "
+        "called through operator(), as Sequential calls its children, or return through after_forward)",
         target_layer.describe(), calls));
   if (activation.dim() != 4 || activation.size(0) != n)
     throw Error(fmt::format("grad_cam: expected the target layer {} to output [{}, K, h, w], got {}",
@@ -54,7 +54,7 @@ Tensor grad_cam(nn::Module& model, nn::Module& target_layer, const Tensor& input
                             target_layer.describe()));
 
   const Tensor score = scores.narrow(1, class_index, 1).sum();
-  std::vector<Tensor> g = autograd::grad({score}, {activation}, {}, 0, false, /*allow_unused=*/true);
+  std::vector<Tensor> g = autograd::grad({score}, {activation}, {}, false, false, /*allow_unused=*/true);
   if (!g[0].defined())
     throw Error(fmt::format("grad_cam: the class scores do not depend on the output of the target layer {}",
                             target_layer.describe()));
