@@ -34,10 +34,11 @@ TEST_CASE("to_dot: one node per tape node and leaf, edges towards the leaves") {
   CAPTURE(dot);
   CHECK(dot.rfind("digraph tape {", 0) == 0);
   CHECK(dot.back() == '\n');
-  // sum (a keepdim sum and a reshape to []), exp, add, matmul and the two leaves x and w.
+  // sum (a keepdim sum, then a reshape to [] named after it), exp, add, matmul and the two leaves x and w.
   CHECK(nodes(dot) == 7);
   CHECK(edges(dot) == 6);  // reshape->sum->exp->add->matmul, matmul->x, matmul->w
-  CHECK(dot.find("n0 [label=\"reshape\\n[] float32\", penwidth=2]") != std::string::npos);
+  // The composite's last node carries its name (the reshape of a keepdim sum is called "sum").
+  CHECK(dot.find("n0 [label=\"sum\\n[] float32\", penwidth=2]") != std::string::npos);
   CHECK(dot.find("label=\"sum\\n[1, 1] float32\"") != std::string::npos);
   CHECK(dot.find("exp\\n[3, 2] float32\\nkeeps its output: 24 B") != std::string::npos);
   CHECK(count(dot, "label=\"leaf\\n") == 2);
