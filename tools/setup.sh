@@ -3,7 +3,7 @@
 # Usage: bash tools/setup.sh [--with-torch]   (--with-torch adds python3-torch and python3-torchvision, for golden values and benchmarks)
 set -euo pipefail
 pkgs=(cmake g++ make python3 xtensor-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libfmt-dev doctest-dev
-      libbenchmark-dev zlib1g-dev libpng-dev clang-14 dataset-fashion-mnist)
+      libbenchmark-dev zlib1g-dev libpng-dev clang-14 libclang-rt-14-dev dataset-fashion-mnist)
 if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-torchvision python3-numpy); fi
 missing=()
 for p in "${pkgs[@]}"; do
