@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <stdexcept>
@@ -46,6 +47,8 @@ are the recipe of docs/benchmarks.md.
 )";
 
 namespace {
+
+const char* const kSchedulers[] = {"none", "step", "exp", "inv-time", "cosine"};
 
 template <typename T>
 T parse_number(const std::string& flag, const std::string& v) {
@@ -105,7 +108,7 @@ Args parse_args(int argc, const char* const* argv) {
   };
   one_of("--model", a.model, models::names());
   one_of("--optimizer", a.optimizer, {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"});
-  one_of("--scheduler", a.scheduler, {"none", "step", "exp", "inv-time", "cosine"});
+  one_of("--scheduler", a.scheduler, std::vector<std::string>(std::begin(kSchedulers), std::end(kSchedulers)));
   if (a.epochs < 1) throw UsageError(fmt::format("--epochs must be at least 1, got {}", a.epochs));
   if (a.batch_size < 1) throw UsageError(fmt::format("--batch-size must be at least 1, got {}", a.batch_size));
   if (!(a.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", a.lr));
@@ -172,19 +175,75 @@ std::vector<double> planned_lrs(const Args& a, int64_t n) {
   return lrs;
 }
 
-// Checks this run's flags against the checkpoint's (the fixed ones must agree; a changed one is
-// said), and returns the epochs the checkpoint has done.
-int64_t resume_epoch(const std::string& path, const Args& a, const std::map<std::string, std::string>& meta) {
-  auto saved = [&](const std::string& k) {
-    auto it = meta.find(k);
-    return it == meta.end() ? std::string() : it->second;
-  };
-  int64_t done = 0;
+// The value of metadata key k, "" when absent.
+std::string saved(const std::map<std::string, std::string>& meta, const std::string& k) {
+  auto it = meta.find(k);
+  return it == meta.end() ? std::string() : it->second;
+}
+
+// A checkpoint's metadata is user input like the rest of the file: numbers are parsed whole
+// and range-checked before they size a loop or become an int64 (1e300 or NaN would be UB).
+int64_t meta_count(const std::string& path, const std::string& key, const std::string& v, int64_t lo) {
+  size_t used = 0;
+  int64_t r = 0;
   try {
-    done = std::stoll(saved("epoch"));
+    r = std::stoll(v, &used);
   } catch (const std::exception&) {
-    throw tg::Error(fmt::format("--resume: {} is not a tapegrad-train checkpoint (no epoch in its metadata)", path));
+    used = 0;
   }
+  if (v.empty() || used != v.size() || r < lo)
+    throw tg::Error(fmt::format("--resume: {}: its metadata has {} '{}', expected an integer >= {}", path, key,
+                                v.substr(0, 40), lo));
+  return r;
+}
+double meta_rate(const std::string& path, const std::string& key, const std::string& v) {
+  size_t used = 0;
+  double r = 0;
+  try {
+    r = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size() || !(r > 0) || !std::isfinite(r))
+    throw tg::Error(fmt::format("--resume: {}: its metadata has {} '{}', expected a positive number", path, key,
+                                v.substr(0, 40)));
+  return r;
+}
+
+// The epochs a checkpoint has done, from its metadata.
+int64_t checkpoint_epoch(const std::string& path, const std::map<std::string, std::string>& meta) {
+  if (!meta.count("epoch"))
+    throw tg::Error(fmt::format("--resume: {} is not a tapegrad-train checkpoint (no epoch in its metadata)", path));
+  return meta_count(path, "epoch", meta.at("epoch"), 1);
+}
+
+// The metrics history: one row of 8 per epoch done, epochs 1..done in order (save_checkpoint
+// writes nothing else); its values become int64 epochs and the rows of metrics.csv.
+std::vector<EpochMetrics> checkpoint_history(const std::string& path, const std::map<std::string, Tensor>& all,
+                                             int64_t done) {
+  auto it = all.find("history");
+  if (it == all.end())
+    throw tg::Error(fmt::format("--resume: {}: no history tensor (the metrics of the {} epochs done)", path, done));
+  const Tensor& t = it->second;
+  if (t.dim() != 2 || t.size(0) != done || t.size(1) != 8)
+    throw tg::Error(fmt::format("--resume: {}: history has shape {}, expected [{}, 8] (one row per epoch done)", path,
+                                tg::shape_str(t.shape()), done));
+  const auto h = t.to_vector<double>();
+  std::vector<EpochMetrics> out;
+  for (int64_t k = 0; k < done; ++k) {
+    const double* r = &h[size_t(8 * k)];
+    if (r[0] != double(k + 1))
+      throw tg::Error(fmt::format("--resume: {}: history row {} is for epoch {}, expected {}", path, k, r[0], k + 1));
+    out.push_back({k + 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7]});
+  }
+  return out;
+}
+
+// Checks this run's flags against the checkpoint's, which has done `done` epochs (the fixed ones
+// must agree; a changed one is said).
+void check_resume_flags(const std::string& path, const Args& a, const std::map<std::string, std::string>& meta,
+                        int64_t done) {
+  auto saved = [&](const std::string& k) { return trainer::saved(meta, k); };
   const auto now = run_flags(a);
   for (const char* k : kFixedOnResume) {
     const std::string was = saved(k);
@@ -205,21 +264,19 @@ int64_t resume_epoch(const std::string& path, const Args& a, const std::map<std:
                 (long long)done, (long long)a.epochs);
   // A schedule planned for another horizon may have given the epochs already done other rates.
   Args before = a;
-  auto num = [&](const std::string& k, double fallback) {
-    try {
-      return saved(k).empty() ? fallback : std::stod(saved(k));
-    } catch (const std::exception&) {
-      return fallback;
-    }
-  };
-  before.epochs = int64_t(num("epochs", double(a.epochs)));
-  before.lr = num("lr", a.lr);
-  if (!saved("scheduler").empty()) before.scheduler = saved("scheduler");
+  if (!saved("epochs").empty()) before.epochs = meta_count(path, "epochs", saved("epochs"), 1);
+  if (!saved("lr").empty()) before.lr = meta_rate(path, "lr", saved("lr"));
+  if (!saved("scheduler").empty()) {
+    before.scheduler = saved("scheduler");
+    const auto& known = kSchedulers;
+    if (std::find(std::begin(known), std::end(known), before.scheduler) == std::end(known))
+      throw tg::Error(fmt::format("--resume: {}: its metadata has scheduler '{}', expected one of {}", path,
+                                  before.scheduler.substr(0, 40), fmt::join(known, ", ")));
+  }
   if (planned_lrs(before, done) != planned_lrs(a, done))
     std::printf("resume: this run's schedule gives epochs 1-%lld other learning rates than the ones they were "
                 "trained with, so it will not end where a straight %lld-epoch run ends\n",
                 (long long)done, (long long)a.epochs);
-  return done;
 }
 
 }  // namespace
@@ -245,28 +302,31 @@ void save_checkpoint(const std::string& path, const Args& a, const tg::nn::Modul
 Resumed load_checkpoint(const std::string& path, const Args& a, tg::nn::Module& model, tg::optim::Optimizer& opt,
                         tg::optim::LRScheduler* sched) {
   std::map<std::string, std::string> meta;
-  auto all = tg::load_tensors(path, &meta);
+  auto all = tg::load_tensors(path, &meta);  // a corrupt file: an error naming it
   Resumed r;
-  r.epochs_done = resume_epoch(path, a, meta);
-  model.load_state_dict(with_prefix(all, "model."));
-  // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
-  // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
-  tg::optim::StateDict osd = with_prefix(all, "optim.");
-  for (auto& [k, v] : opt.state_dict())
-    if (k.rfind("param_groups.", 0) == 0) osd[k] = v;
-  opt.load_state_dict(osd);
-  // The schedule is a closed form of the epochs done: this run's schedule (its horizon is
-  // this run's --epochs) continues at t = done.
-  if (sched) {
-    tg::optim::StateDict ssd = sched->state_dict();
-    ssd["last_epoch"] = tg::scalar_tensor(double(r.epochs_done), tg::kInt64);
-    sched->load_state_dict(ssd);
-  }
-  tg::set_rng_state(meta["rng"]);
-  if (all.count("history")) {
-    auto h = all["history"].to_vector<double>();
-    for (size_t k = 0; k + 8 <= h.size(); k += 8)
-      r.history.push_back({int64_t(h[k]), h[k + 1], h[k + 2], h[k + 3], h[k + 4], h[k + 5], h[k + 6], h[k + 7]});
+  r.epochs_done = checkpoint_epoch(path, meta);
+  r.history = checkpoint_history(path, all, r.epochs_done);  // bounds epochs_done by the file's size
+  if (saved(meta, "rng").empty())
+    throw tg::Error(fmt::format("--resume: {}: no rng in its metadata (the random generator's state)", path));
+  check_resume_flags(path, a, meta, r.epochs_done);
+  try {
+    model.load_state_dict(with_prefix(all, "model."));
+    // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
+    // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
+    tg::optim::StateDict osd = with_prefix(all, "optim.");
+    for (auto& [k, v] : opt.state_dict())
+      if (k.rfind("param_groups.", 0) == 0) osd[k] = v;
+    opt.load_state_dict(osd);
+    // The schedule is a closed form of the epochs done: this run's schedule (its horizon is
+    // this run's --epochs) continues at t = done.
+    if (sched) {
+      tg::optim::StateDict ssd = sched->state_dict();
+      ssd["last_epoch"] = tg::scalar_tensor(double(r.epochs_done), tg::kInt64);
+      sched->load_state_dict(ssd);
+    }
+    tg::set_rng_state(meta.at("rng"));
+  } catch (const tg::Error& e) {
+    throw tg::Error(fmt::format("--resume: {}: {}", path, e.what()));
   }
   return r;
 }
