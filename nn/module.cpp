@@ -1,6 +1,8 @@
 // Module: registration, traversal with dotted names, modes, state dicts and forward hooks.
 #include "module.hpp"
 
+#include <atomic>
+
 #include <fmt/format.h>
 
 #include <set>
@@ -201,9 +203,10 @@ void Module::load_state_dict(const StateDict& sd, bool strict) {
 }
 
 size_t Module::register_forward_hook(ForwardHook fn) {
-  static size_t next = 0;
-  hooks_.emplace_back(++next, std::move(fn));
-  return next;
+  static std::atomic<size_t> next{0};  // modules may be built on several threads at once
+  const size_t id = ++next;
+  hooks_.emplace_back(id, std::move(fn));
+  return id;
 }
 void Module::remove_forward_hook(size_t id) {
   for (auto it = hooks_.begin(); it != hooks_.end(); ++it)
