@@ -55,12 +55,20 @@ T parse_number(const std::string& flag, const std::string& v) {
   try {
     size_t used = 0;
     T r;
-    if constexpr (std::is_floating_point_v<T>)
+    if constexpr (std::is_floating_point_v<T>) {
       r = T(std::stod(v, &used));
-    else
-      r = T(std::stoll(v, &used));
+    } else {
+      const long long x = std::stoll(v, &used);
+      // --threads 4294967297 is not 1 thread (an int's truncation): out of range is an error.
+      if constexpr (sizeof(T) < sizeof(long long))
+        if (x < (long long)std::numeric_limits<T>::min() || x > (long long)std::numeric_limits<T>::max())
+          throw std::out_of_range(v);
+      r = T(x);
+    }
     if (used != v.size()) throw std::invalid_argument(v);
     return r;
+  } catch (const std::out_of_range&) {
+    throw UsageError(fmt::format("{} is out of range, got '{}'", flag, v));
   } catch (const std::exception&) {
     throw UsageError(fmt::format("{} expects a number, got '{}'", flag, v));
   }

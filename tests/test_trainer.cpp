@@ -102,7 +102,9 @@ TEST_CASE("trainer: parse_args reads the flags and refuses bad ones with a Usage
   for (const auto& bad : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--epochs", "0"}, "--epochs"},
            {{"--epochs", "3x"}, "--epochs expects a number"},
+           {{"--threads", "4294967297"}, "--threads is out of range"},  // was taken as 1 thread
            {{"--lr", "nan"}, "--lr must be positive"},
+           {{"--lr", "1e999"}, "--lr is out of range"},
            {{"--model"}, "--model needs a value"},
            {{"--scheduler", "linear"}, "--scheduler must be one of none, step, exp, inv-time, cosine"},
            {{"--frobnicate"}, "unknown option"},
