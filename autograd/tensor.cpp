@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <ostream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -209,9 +210,15 @@ std::string Tensor::grad_fn_name() const { return impl_ && impl_->grad_fn ? impl
 
 // ---- factories ----
 namespace {
+// The one global generator (PyTorch's default CPU generator): shared by every thread, each draw
+// of a whole tensor and each seeding under this lock, so threads never race on its state.
 std::mt19937_64& generator() {
   static std::mt19937_64 gen(5489u);
   return gen;
+}
+std::mutex& generator_mutex() {
+  static std::mutex mu;
+  return mu;
 }
 Tensor finish(Tensor t, const TensorOptions& o) {
   if (o.requires_grad()) t.requires_grad_(true);
@@ -219,9 +226,13 @@ Tensor finish(Tensor t, const TensorOptions& o) {
 }
 }  // namespace
 
-void manual_seed(uint64_t seed) { generator().seed(seed); }
+void manual_seed(uint64_t seed) {
+  std::lock_guard<std::mutex> lock(generator_mutex());
+  generator().seed(seed);
+}
 std::string get_rng_state() {
   std::ostringstream os;
+  std::lock_guard<std::mutex> lock(generator_mutex());
   os << generator();
   return os.str();
 }
@@ -230,6 +241,7 @@ void set_rng_state(const std::string& state) {
   std::mt19937_64 g;
   is >> g;
   if (!is) throw Error("set_rng_state: the state string is not a generator state");
+  std::lock_guard<std::mutex> lock(generator_mutex());
   generator() = g;
 }
 void set_num_threads(int n) {
@@ -256,6 +268,7 @@ Tensor randn(const Shape& s, TensorOptions o) {
   dispatch_floating(o.dtype(), "randn", [&](auto z) {
     using T = decltype(z);
     T* p = typed<T>(t);
+    std::lock_guard<std::mutex> lock(generator_mutex());
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(dist(generator()));
   });
   return finish(t, o);
@@ -266,6 +279,7 @@ Tensor rand(const Shape& s, TensorOptions o) {
   dispatch_floating(o.dtype(), "rand", [&](auto z) {
     using T = decltype(z);
     T* p = typed<T>(t);
+    std::lock_guard<std::mutex> lock(generator_mutex());
     for (int64_t i = 0; i < t.numel(); ++i) {
       T v = static_cast<T>(dist(generator()));
       p[i] = v < T(1) ? v : T(0);  // rounding to float can reach 1.0
@@ -294,6 +308,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& s, TensorOptions o) {
   dispatch(o.dtype(), [&](auto z) {
     using T = decltype(z);
     T* p = typed<T>(t);
+    std::lock_guard<std::mutex> lock(generator_mutex());
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(dist(generator()));
   });
   return finish(t, o);

@@ -64,6 +64,8 @@ class GzReader {
     if (errnum != Z_OK && errnum != Z_BUF_ERROR) fail();
     return got;
   }
+  /// True when the file is not gzip-compressed (zlib passes it through as it is).
+  bool plain() const { return gzdirect(f_) == 1; }
   /// Non-empty when the gzip stream ended early ("unexpected end of file").
   std::string stream_error() const {
     int errnum = Z_OK;
@@ -134,11 +136,16 @@ std::vector<uint8_t> read_idx(const std::string& path, int expected_dims, std::v
     total *= v;
   }
 
-  // Grow the buffer as data arrives, so a header lying about the size costs no huge allocation.
+  // Grow the buffer as data arrives, so a header lying about the size costs no huge allocation:
+  // the first chunk is at most what the file can hold (its size for a plain file, the deflate
+  // format's 1032:1 limit of expansion for a gzipped one), and 16 MB.
+  struct stat st {};
+  const uint64_t file_bytes = ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : kMaxBytes;
+  const uint64_t first = std::min<uint64_t>(kChunk, in.plain() ? file_bytes + 1 : file_bytes * 1032 + 1024);
   std::vector<uint8_t> data;
   size_t have = 0;
   while (have < total) {
-    size_t next = size_t(std::min<uint64_t>(total, std::max<uint64_t>(kChunk, 2 * uint64_t(have))));
+    size_t next = size_t(std::min<uint64_t>(total, std::max<uint64_t>(first, 2 * uint64_t(have))));
     data.reserve(next);  // exactly: resize alone may double the capacity past the data
     data.resize(next);
     size_t r = in.read(data.data() + have, next - have);

@@ -18,165 +18,19 @@
 #include <tapegrad.hpp>
 
 #include "models.hpp"
+#include "trainer.hpp"
 
 namespace fs = std::filesystem;
 namespace F = tg::nn::functional;
 using tg::Tensor;
+using trainer::Args;
+using trainer::EpochMetrics;
 
 namespace {
-
-struct Args {
-  std::string mode = "train";
-  std::string model = "cnn-bn";
-  int64_t epochs = 10;
-  int64_t batch_size = 64;
-  std::string optimizer = "sgd";
-  double lr = 0.02;
-  double momentum = 0.9;
-  double weight_decay = 5e-4;
-  std::string scheduler = "cosine";
-  bool augment = false;
-  bool nesterov = true;
-  uint64_t seed = 1;
-  int threads = 0;  // 0: all cores
-  std::string data = tg::data::MNIST::kDefaultRoot;
-  std::string out = "out";
-  std::string resume;
-  std::string weights;  // evaluate mode
-  int64_t limit = 0;    // use only the first N training samples (smoke tests)
-  bool quiet = false;
-  bool distributed = false;  // under mpirun: one rank per process, DistributedDataParallel
-};
-
-const char* kUsage = R"(usage: tapegrad-train [train] [options]
-       tapegrad-train evaluate --weights FILE [--model NAME] [--data DIR]
-
-Trains a classifier on Fashion-MNIST (any directory with the four IDX files works, MNIST too).
-
-options:
-  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small   (default cnn-bn)
-  --epochs N            epochs to train (default 10)
-  --batch-size N        mini-batch size (default 64)
-  --optimizer NAME      sgd | adam | adamw | rmsprop | adagrad | delta-bar-delta   (default sgd)
-  --lr X                initial learning rate (default 0.02)
-  --momentum X          momentum for sgd and rmsprop (default 0.9)
-  --weight-decay X      L2 penalty (decoupled for adamw) (default 5e-4)
-  --scheduler NAME      none | step | exp | inv-time | cosine, stepped per epoch (default cosine)
-  --no-nesterov         plain momentum for sgd (PyTorch's SGD default); Nesterov otherwise
-  --augment             random crop (padding 2) and horizontal flip of the training images
-  --seed N              seed of the weights, the shuffling, dropout and augmentation (default 1)
-  --threads N           threads for the library and OpenBLAS (default: all cores)
-  --data DIR            the IDX files (default /usr/share/datasets/fashion-mnist)
-  --out DIR             metrics.csv, curves.svg, confusion_matrix.csv, checkpoint.safetensors (default out)
-  --resume FILE         continue from a checkpoint written by an earlier run
-  --weights FILE        (evaluate) a checkpoint or a model file saved by tg::save
-  --limit N             train on the first N samples only (quick checks)
-  --quiet               no progress bar, one line per epoch
-  --distributed         data-parallel over MPI, under mpirun -np N: each rank trains on its shard of
-                        every epoch with --batch-size samples per step; rank 0 prints and writes
-  --help                this text
-
-The defaults (cnn-bn, 10 epochs, SGD lr 0.02 momentum 0.9 nesterov, weight decay 5e-4, cosine schedule)
-are the recipe of docs/benchmarks.md.
-)";
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "tapegrad-train: %s\n(run tapegrad-train --help for the options)\n", msg.c_str());
   std::exit(2);
-}
-
-template <typename T>
-T parse_number(const std::string& flag, const std::string& v) {
-  try {
-    size_t used = 0;
-    T r;
-    if constexpr (std::is_floating_point_v<T>)
-      r = T(std::stod(v, &used));
-    else
-      r = T(std::stoll(v, &used));
-    if (used != v.size()) throw std::invalid_argument(v);
-    return r;
-  } catch (const std::exception&) {
-    usage_error(fmt::format("{} expects a number, got '{}'", flag, v));
-  }
-}
-
-Args parse(int argc, char** argv) {
-  Args a;
-  int i = 1;
-  if (i < argc && (std::string(argv[i]) == "train" || std::string(argv[i]) == "evaluate")) a.mode = argv[i++];
-  auto value = [&](const std::string& flag) -> std::string {
-    if (i + 1 >= argc) usage_error(flag + " needs a value");
-    return argv[++i];
-  };
-  for (; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (f == "--model") a.model = value(f);
-    else if (f == "--epochs") a.epochs = parse_number<int64_t>(f, value(f));
-    else if (f == "--batch-size") a.batch_size = parse_number<int64_t>(f, value(f));
-    else if (f == "--optimizer") a.optimizer = value(f);
-    else if (f == "--lr") a.lr = parse_number<double>(f, value(f));
-    else if (f == "--momentum") a.momentum = parse_number<double>(f, value(f));
-    else if (f == "--weight-decay") a.weight_decay = parse_number<double>(f, value(f));
-    else if (f == "--scheduler") a.scheduler = value(f);
-    else if (f == "--augment") a.augment = true;
-    else if (f == "--no-nesterov") a.nesterov = false;
-    else if (f == "--seed") a.seed = parse_number<uint64_t>(f, value(f));
-    else if (f == "--threads") a.threads = parse_number<int>(f, value(f));
-    else if (f == "--data") a.data = value(f);
-    else if (f == "--out") a.out = value(f);
-    else if (f == "--resume") a.resume = value(f);
-    else if (f == "--weights") a.weights = value(f);
-    else if (f == "--limit") a.limit = parse_number<int64_t>(f, value(f));
-    else if (f == "--quiet") a.quiet = true;
-    else if (f == "--distributed") a.distributed = true;
-    else usage_error(fmt::format("unknown option '{}'", f));
-  }
-  auto one_of = [](const std::string& flag, const std::string& v, std::vector<std::string> allowed) {
-    for (auto& s : allowed)
-      if (s == v) return;
-    usage_error(fmt::format("{} must be one of {}, got '{}'", flag, fmt::join(allowed, ", "), v));
-  };
-  one_of("--model", a.model, models::names());
-  one_of("--optimizer", a.optimizer, {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"});
-  one_of("--scheduler", a.scheduler, {"none", "step", "exp", "inv-time", "cosine"});
-  if (a.epochs < 1) usage_error(fmt::format("--epochs must be at least 1, got {}", a.epochs));
-  if (a.batch_size < 1) usage_error(fmt::format("--batch-size must be at least 1, got {}", a.batch_size));
-  if (!(a.lr > 0)) usage_error(fmt::format("--lr must be positive, got {}", a.lr));
-  if (a.threads < 0) usage_error(fmt::format("--threads must be positive, got {}", a.threads));
-  if (a.limit < 0) usage_error(fmt::format("--limit must be positive, got {}", a.limit));
-  if (a.mode == "evaluate" && a.weights.empty()) usage_error("evaluate needs --weights FILE");
-#ifndef TAPEGRAD_HAS_MPI
-  if (a.distributed) usage_error("--distributed: this tapegrad-train was built without MPI (TAPEGRAD_MPI is off)");
-#endif
-  if (a.distributed && a.mode == "evaluate") usage_error("--distributed is for training; evaluate runs in one process");
-  return a;
-}
-
-std::unique_ptr<tg::optim::Optimizer> make_optimizer(const Args& a, const std::vector<Tensor>& params) {
-  namespace O = tg::optim;
-  if (a.optimizer == "sgd")
-    return std::make_unique<O::SGD>(params, O::SGDOptions(a.lr).momentum(a.momentum).nesterov(a.nesterov && a.momentum > 0)
-                                                .weight_decay(a.weight_decay));
-  if (a.optimizer == "adam") return std::make_unique<O::Adam>(params, O::AdamOptions(a.lr).weight_decay(a.weight_decay));
-  if (a.optimizer == "adamw") return std::make_unique<O::AdamW>(params, O::AdamWOptions(a.lr).weight_decay(a.weight_decay));
-  if (a.optimizer == "rmsprop")
-    return std::make_unique<O::RMSprop>(params, O::RMSpropOptions(a.lr).momentum(a.momentum).weight_decay(a.weight_decay));
-  if (a.optimizer == "adagrad")
-    return std::make_unique<O::Adagrad>(params, O::AdagradOptions(a.lr).weight_decay(a.weight_decay));
-  return std::make_unique<O::DeltaBarDelta>(params, O::DeltaBarDeltaOptions(a.lr));
-}
-
-std::unique_ptr<tg::optim::LRScheduler> make_scheduler(const Args& a, tg::optim::Optimizer& opt) {
-  namespace O = tg::optim;
-  if (a.scheduler == "step") return std::make_unique<O::StepLR>(opt, std::max<int64_t>(1, a.epochs / 3), 0.1);
-  if (a.scheduler == "exp") return std::make_unique<O::ExponentialLR>(opt, 0.8);
-  if (a.scheduler == "inv-time") return std::make_unique<O::InverseTimeLR>(opt, 0.5);
-  if (a.scheduler == "cosine") return std::make_unique<O::CosineAnnealingLR>(opt, a.epochs, 0.0);
-  return nullptr;
 }
 
 // ---- progress ----
@@ -218,11 +72,6 @@ struct FirstN : tg::data::Dataset {
   int64_t size() const override { return n; }
   tg::data::Example get(int64_t i) const override { return base->get(i); }
   tg::data::Example get_batch(const std::vector<int64_t>& idx) const override { return base->get_batch(idx); }
-};
-
-struct EpochMetrics {
-  int64_t epoch = 0;
-  double train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, test_top5 = 0, seconds = 0, samples_per_s = 0;
 };
 
 struct Evaluation {
@@ -355,119 +204,6 @@ void print_confusion(const Tensor& cm) {
   }
 }
 
-// ---- checkpoints: model, optimizer, scheduler, RNG, epoch and history in one safetensors file ----
-// The flags that shape a run, as the checkpoint's metadata records them. The first four fix
-// what was trained on and how it was drawn, so a resumed run cannot change them; the others are
-// applied from the epoch the run resumes at.
-const char* const kFixedOnResume[] = {"model", "optimizer", "batch-size", "seed"};
-
-std::map<std::string, std::string> run_flags(const Args& a) {
-  return {{"model", a.model},
-          {"optimizer", a.optimizer},
-          {"batch-size", std::to_string(a.batch_size)},
-          {"seed", std::to_string(a.seed)},
-          {"epochs", std::to_string(a.epochs)},
-          {"lr", fmt::format("{}", a.lr)},
-          {"momentum", fmt::format("{}", a.momentum)},
-          {"weight-decay", fmt::format("{}", a.weight_decay)},
-          {"nesterov", a.nesterov ? "true" : "false"},
-          {"scheduler", a.scheduler},
-          {"augment", a.augment ? "true" : "false"}};
-}
-
-// The learning rates of epochs 1..n under the plan of `a` (a scheduler on a throwaway optimizer).
-std::vector<double> planned_lrs(const Args& a, int64_t n);
-
-void save_checkpoint(const std::string& path, const Args& a, const tg::nn::Module& model, tg::optim::Optimizer& opt,
-                     tg::optim::LRScheduler* sched, int64_t epoch, const std::vector<EpochMetrics>& hist) {
-  std::map<std::string, Tensor> t;
-  for (auto& [k, v] : model.state_dict()) t["model." + k] = v;
-  for (auto& [k, v] : opt.state_dict()) t["optim." + k] = v;
-  if (sched)
-    for (auto& [k, v] : sched->state_dict()) t["sched." + k] = v;
-  std::vector<double> h;
-  for (const auto& m : hist)
-    h.insert(h.end(), {double(m.epoch), m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.test_top5, m.seconds,
-                       m.samples_per_s});
-  if (!h.empty()) t["history"] = tg::tensor(h, {int64_t(hist.size()), 8}, tg::kFloat64);
-  std::map<std::string, std::string> meta = run_flags(a);
-  meta["epoch"] = std::to_string(epoch);
-  meta["rng"] = tg::get_rng_state();
-  tg::save_tensors(t, path, meta);
-}
-
-std::vector<double> planned_lrs(const Args& a, int64_t n) {
-  Tensor p = tg::zeros({1}).requires_grad_();
-  auto opt = make_optimizer(a, {p});
-  auto sched = make_scheduler(a, *opt);
-  std::vector<double> lrs;
-  for (int64_t e = 0; e < n; ++e) {
-    lrs.push_back(opt->param_groups()[0].options().get_lr());
-    if (sched) sched->step();
-  }
-  return lrs;
-}
-
-// Checks this run's flags against the checkpoint's (the fixed ones must agree; a changed one is
-// said, when `say`: rank 0 alone speaks), and returns the epochs the checkpoint has done.
-int64_t resume_epoch(const Args& a, const std::map<std::string, std::string>& meta, bool say) {
-  auto saved = [&](const std::string& k) {
-    auto it = meta.find(k);
-    return it == meta.end() ? std::string() : it->second;
-  };
-  int64_t done = 0;
-  try {
-    done = std::stoll(saved("epoch"));
-  } catch (const std::exception&) {
-    throw tg::Error(fmt::format("--resume: {} is not a tapegrad-train checkpoint (no epoch in its metadata)", a.resume));
-  }
-  const auto now = run_flags(a);
-  for (const char* k : kFixedOnResume) {
-    const std::string was = saved(k);
-    if (!was.empty() && was != now.at(k))
-      usage_error(fmt::format("--resume: {} was trained with --{} {}; --{} cannot change on resume (got {})", a.resume,
-                              k, was, k, now.at(k)));
-  }
-  for (const auto& [k, v] : now) {
-    const std::string was = saved(k);
-    if (was.empty() || was == v ||
-        std::find(std::begin(kFixedOnResume), std::end(kFixedOnResume), k) != std::end(kFixedOnResume))
-      continue;
-    if (say)
-      std::printf("resume: --%s %s (the checkpoint's run had %s), applied from epoch %lld\n", k.c_str(), v.c_str(),
-                  was.c_str(), (long long)(done + 1));
-  }
-  if (say && done >= a.epochs)
-    std::printf("resume: %s has already done %lld epochs; --epochs %lld trains no more\n", a.resume.c_str(),
-                (long long)done, (long long)a.epochs);
-  // A schedule planned for another horizon may have given the epochs already done other rates.
-  Args before = a;
-  auto num = [&](const std::string& k, double fallback) {
-    try {
-      return saved(k).empty() ? fallback : std::stod(saved(k));
-    } catch (const std::exception&) {
-      return fallback;
-    }
-  };
-  before.epochs = int64_t(num("epochs", double(a.epochs)));
-  before.lr = num("lr", a.lr);
-  if (!saved("scheduler").empty()) before.scheduler = saved("scheduler");
-  if (say && planned_lrs(before, done) != planned_lrs(a, done))
-    std::printf("resume: this run's schedule gives epochs 1-%lld other learning rates than the ones they were "
-                "trained with, so it will not end where a straight %lld-epoch run ends\n",
-                (long long)done, (long long)a.epochs);
-  return done;
-}
-
-std::map<std::string, Tensor> with_prefix(const std::map<std::string, Tensor>& all, const std::string& prefix) {
-  std::map<std::string, Tensor> out;
-  for (auto& [k, v] : all)
-    if (k.compare(0, prefix.size(), prefix) == 0) out[k.substr(prefix.size())] = v;
-  return out;
-}
-
-}  // namespace
-
 // This process's rank and the number of ranks: 0 and 1 unless --distributed.
 struct World {
   int rank = 0, size = 1;
@@ -486,8 +222,19 @@ void sum_across_ranks(std::vector<double>& v, const Args& a) {
 #endif
 }
 
+}  // namespace
+
 int main(int argc, char** argv) {
-  Args a = parse(argc, argv);
+  Args a;
+  try {
+    a = trainer::parse_args(argc, argv);
+  } catch (const trainer::UsageError& e) {
+    usage_error(e.what());
+  }
+  if (a.help) {
+    std::fputs(trainer::kUsage, stdout);
+    return 0;
+  }
   World world;
 #ifdef TAPEGRAD_HAS_MPI
   if (a.distributed) {
@@ -506,7 +253,7 @@ int main(int argc, char** argv) {
 
     if (a.mode == "evaluate") {
       auto all = tg::load_tensors(a.weights);
-      auto sd = with_prefix(all, "model.");
+      auto sd = trainer::with_prefix(all, "model.");
       model->load_state_dict(sd.empty() ? all : sd);
       Evaluation e = evaluate(*model, test_loader);
       std::printf("%s on %s: test loss %.4f, test accuracy %.4f, top-5 %.4f\n", a.model.c_str(), a.data.c_str(),
@@ -530,38 +277,17 @@ int main(int argc, char** argv) {
       loader_options.shuffle(true);
     tg::data::DataLoader train_loader(train_data, loader_options);
 
-    auto opt = make_optimizer(a, model->parameters());
-    auto sched = make_scheduler(a, *opt);
+    auto opt = trainer::make_optimizer(a, model->parameters());
+    auto sched = trainer::make_scheduler(a, *opt);
     std::vector<EpochMetrics> hist;
     int64_t start_epoch = 1;
     if (world.main()) fs::create_directories(a.out);
     const std::string ckpt = a.out + "/checkpoint.safetensors";
 
     if (!a.resume.empty()) {
-      std::map<std::string, std::string> meta;
-      auto all = tg::load_tensors(a.resume, &meta);
-      const int64_t done = resume_epoch(a, meta, world.main());
-      model->load_state_dict(with_prefix(all, "model."));
-      // The optimizer's buffers (momentum, moments, steps) come from the checkpoint; its options
-      // are this run's flags, so a changed --lr, --momentum or --weight-decay is applied.
-      tg::optim::StateDict osd = with_prefix(all, "optim.");
-      for (auto& [k, v] : opt->state_dict())
-        if (k.rfind("param_groups.", 0) == 0) osd[k] = v;
-      opt->load_state_dict(osd);
-      // The schedule is a closed form of the epochs done: this run's schedule (its horizon is
-      // this run's --epochs) continues at t = done.
-      if (sched) {
-        tg::optim::StateDict ssd = sched->state_dict();
-        ssd["last_epoch"] = tg::scalar_tensor(double(done), tg::kInt64);
-        sched->load_state_dict(ssd);
-      }
-      tg::set_rng_state(meta["rng"]);
-      start_epoch = done + 1;
-      if (all.count("history")) {
-        auto h = all["history"].to_vector<double>();
-        for (size_t r = 0; r + 8 <= h.size(); r += 8)
-          hist.push_back({int64_t(h[r]), h[r + 1], h[r + 2], h[r + 3], h[r + 4], h[r + 5], h[r + 6], h[r + 7]});
-      }
+      trainer::Resumed r = trainer::load_checkpoint(a.resume, a, *model, *opt, sched.get(), world.main());
+      start_epoch = r.epochs_done + 1;
+      hist = std::move(r.history);
       if (world.main()) std::printf("resumed from %s after epoch %lld\n", a.resume.c_str(), (long long)(start_epoch - 1));
     }
 
@@ -618,7 +344,7 @@ int main(int argc, char** argv) {
       write_metrics_csv(a.out, hist);
       write_curves_svg(a.out, hist);
       write_confusion(a.out, e.confusion);
-      save_checkpoint(ckpt, a, *model, *opt, sched.get(), epoch, hist);
+      trainer::save_checkpoint(ckpt, a, *model, *opt, sched.get(), epoch, hist);
       if (epoch == a.epochs) {
         print_confusion(e.confusion);
         std::printf("test accuracy %.4f after %lld epochs (%s); outputs in %s/\n", e.acc, (long long)epoch,
@@ -629,9 +355,14 @@ int main(int argc, char** argv) {
 #ifdef TAPEGRAD_HAS_MPI
     if (a.distributed) tg::distributed::finalize();
 #endif
-  } catch (const tg::Error& e) {
+  } catch (const trainer::UsageError& e) {
 #ifdef TAPEGRAD_HAS_MPI
     if (a.distributed) throw;  // the terminate handler names the rank and ends every rank (MPI_Abort)
+#endif
+    usage_error(e.what());
+  } catch (const tg::Error& e) {
+#ifdef TAPEGRAD_HAS_MPI
+    if (a.distributed) throw;
 #endif
     std::fprintf(stderr, "tapegrad-train: %s\n", e.what());
     return 1;

@@ -1,6 +1,8 @@
 // Module: registration, traversal with dotted names, modes, state dicts and forward hooks.
 #include "module.hpp"
 
+#include <atomic>
+
 #include <fmt/format.h>
 
 #include <cxxabi.h>

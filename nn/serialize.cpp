@@ -4,7 +4,9 @@
 // before a byte of tensor data is touched, because a weights file is user input.
 #include "serialize.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -570,6 +572,55 @@ std::map<std::string, Tensor> load_impl(const char* op, const std::string& path,
 
 // ---- writing ----
 
+// The temporary files of save_impl are "<name>.tmp-<pid>-<n>" beside the target.
+std::string dir_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+std::string base_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The pid of a temporary file name of `base`, or 0 if `name` is not one.
+pid_t temp_owner(const std::string& name, const std::string& base) {
+  const std::string stem = base + ".tmp-";
+  if (name.size() <= stem.size() || name.compare(0, stem.size(), stem) != 0) return 0;
+  const std::string rest = name.substr(stem.size());
+  const size_t dash = rest.find('-');
+  if (dash == 0 || dash == std::string::npos || dash + 1 == rest.size() || dash > 9) return 0;
+  for (size_t i = 0; i < rest.size(); ++i)
+    if (i != dash && (rest[i] < '0' || rest[i] > '9')) return 0;
+  return pid_t(std::stol(rest.substr(0, dash)));
+}
+
+// A writer killed mid-save (SIGKILL, power loss) leaves its temporary file: the next save to the
+// same path, as it starts, removes those of processes that no longer exist. A live process's,
+// this one's included (another thread may be saving), are left alone, and so is anything not
+// named exactly as save_impl names its temporaries. Best effort: a failure here fails no save.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = dir_of(path), base = base_of(path);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* e = ::readdir(d)) {
+    const pid_t owner = temp_owner(e->d_name, base);
+    if (owner <= 0 || owner == ::getpid()) continue;
+    if (::kill(owner, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge (EPERM)
+    (void)::unlinkat(::dirfd(d), e->d_name, 0);
+  }
+  ::closedir(d);
+}
+
+// After the rename, the directory entry itself must reach the disk for the new file to
+// survive a power cut (ext4 and XFS order it only on request). Best effort: on file systems
+// that cannot sync a directory the rename has still happened atomically.
+void sync_directory(const std::string& path) {
+  const int fd = ::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
 std::string make_header(const std::vector<std::pair<const std::string*, const Tensor*>>& order,
                         const std::map<std::string, std::string>& metadata) {
   std::string h = "{";
@@ -623,8 +674,9 @@ void save_impl(const char* op, const std::map<std::string, Tensor>& tensors, con
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
 
-  // A temporary beside the target, renamed over it only once complete: a crash or a full disk
-  // leaves the old file as it was.
+  // A temporary beside the target, synced, then renamed over it: a crash at any moment, a
+  // SIGKILL or a full disk leaves the old file as it was, or the new one complete.
+  remove_stale_temporaries(path);  // before writing: a writer killed on its first save leaves one at most
   static std::atomic<uint64_t> counter{0};
   std::string tmp;
   int raw_fd = -1;
@@ -661,6 +713,7 @@ void save_impl(const char* op, const std::map<std::string, Tensor>& tensors, con
     throw Error(fmt::format("{}cannot replace the file: {} (the existing file, if any, is unchanged)", prefix,
                             errno_str(errno)));
   cleanup.armed = false;
+  sync_directory(path);
 }
 
 }  // namespace

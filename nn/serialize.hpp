@@ -10,7 +10,10 @@
 
 namespace tg {
 
-/// Writes the module's state dict to `path` atomically (a temporary file, then rename).
+/// Writes the module's state dict to `path` atomically: a temporary file beside it
+/// ("<path>.tmp-<pid>-<n>"), fsync, rename over `path`, fsync of the directory. A writer killed at
+/// any moment leaves the old file or the new one, whole; the temporaries of writers that died
+/// are removed by the next save to the same path. save_tensors writes the same way.
 void save(const nn::Module& m, const std::string& path);
 /// Loads `path` into the module. A truncated, corrupt or mismatched file (missing, unexpected
 /// or wrongly shaped keys when strict) is a tg::Error naming the file and the problem; the
