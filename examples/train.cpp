@@ -314,6 +314,10 @@ int main(int argc, char** argv) {
         Tensor x = batch.data;
         Tensor logits = (*net)(x);
         Tensor loss = F::cross_entropy(logits, batch.target);
+        if (!a.dot.empty() && done == 0 && epoch == start_epoch && world.main()) {
+          write_atomically(a.dot, tg::autograd::to_dot(loss, model->named_parameters()));
+          std::printf("wrote the graph of the first training step to %s\n", a.dot.c_str());
+        }
         opt->zero_grad(true);
         loss.backward();
         opt->step();

@@ -40,6 +40,7 @@ options:
   --weights FILE        (evaluate) a checkpoint or a model file saved by tg::save
   --limit N             train on the first N samples only (quick checks)
   --quiet               no progress bar, one line per epoch
+  --dot FILE            write the graph of the first training step (Graphviz DOT, autograd::to_dot)
   --distributed         data-parallel over MPI, under mpirun -np N: each rank trains on its shard of
                         every epoch with --batch-size samples per step; rank 0 prints and writes
   --help                this text
@@ -110,6 +111,7 @@ Args parse_args(int argc, const char* const* argv) {
     else if (f == "--limit") a.limit = parse_number<int64_t>(f, value(f));
     else if (f == "--quiet") a.quiet = true;
     else if (f == "--distributed") a.distributed = true;
+    else if (f == "--dot") a.dot = value(f);
     else throw UsageError(fmt::format("unknown option '{}'", f));
   }
   auto one_of = [](const std::string& flag, const std::string& v, std::vector<std::string> allowed) {

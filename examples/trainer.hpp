@@ -33,6 +33,7 @@ struct Args {
   int64_t limit = 0;    // use only the first N training samples (smoke tests)
   bool quiet = false;
   bool distributed = false;  // under mpirun: one rank per process, DistributedDataParallel
+  std::string dot;           // --dot FILE: the first training step's graph (Graphviz DOT)
   bool help = false;  // --help: print kUsage and do nothing else
 };
 

@@ -104,6 +104,13 @@ expect_usage_error "--lr" --lr abc
 expect_usage_error "--optimizer" --optimizer lion
 expect_usage_error "unknown option" --frobnicate
 "$train" --help | grep -q -- "--resume" || fail "--help lacks --resume"
+# --dot: the first training step's graph, as Graphviz DOT, with cnn-bn's fused ops and named leaves.
+"$train" "${common[@]}" --model cnn-bn --epochs 1 --limit 32 --out "$work/dot" --dot "$work/step.dot" >/dev/null
+head -1 "$work/step.dot" | grep -q '^digraph tape {' || fail "--dot: not a digraph"
+for want in 'label="fma_relu' 'label="window_max' 'label="conv' 'label="0.weight' 'label="12.bias'; do
+  grep -q "$want" "$work/step.dot" || fail "--dot: no $want in the graph"
+done
+
 # A corrupt data directory is an error naming the file, not a crash.
 : > "$work/data/t10k-labels-idx1-ubyte.gz"
 set +e
