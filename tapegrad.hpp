@@ -9,6 +9,7 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/tensor.hpp"
 #include "data/data.hpp"
+#include "models/models.hpp"
 #include "nn/nn.hpp"
 #include "optim/optim.hpp"
 #include "vision/vision.hpp"
