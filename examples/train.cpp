@@ -53,7 +53,10 @@ const char* kUsage = R"(usage: tapegrad-train [train] [options]
 Trains a classifier on Fashion-MNIST (any directory with the four IDX files works, MNIST too).
 
 options:
-  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small   (default cnn-bn)
+  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small, or a zoo model with its
+                        small-input stem: alexnet | vgg11_bn | vgg16_bn | googlenet | resnet18 |
+                        resnet34 | resnet50 | densenet121 | densenet-bc-40 | densenet-bc-100
+                        (default cnn-bn); --model list prints them with their parameter counts
   --epochs N            epochs to train (default 10)
   --batch-size N        mini-batch size (default 64)
   --optimizer NAME      sgd | adam | adamw | rmsprop | adagrad | delta-bar-delta   (default sgd)
@@ -98,6 +101,16 @@ T parse_number(const std::string& flag, const std::string& v) {
   }
 }
 
+// 1234567 -> "1,234,567".
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   int i = 1;
@@ -136,6 +149,11 @@ Args parse(int argc, char** argv) {
       if (s == v) return;
     usage_error(fmt::format("{} must be one of {}, got '{}'", flag, fmt::join(allowed, ", "), v));
   };
+  if (a.model == "list") {
+    for (const auto& name : models::names())
+      std::printf("%-16s %11s parameters\n", name.c_str(), with_commas(models::parameter_count(*models::make_model(name))).c_str());
+    std::exit(0);
+  }
   one_of("--model", a.model, models::names());
   one_of("--optimizer", a.optimizer, {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"});
   one_of("--scheduler", a.scheduler, {"none", "step", "exp", "inv-time", "cosine"});

@@ -57,7 +57,7 @@ class GoogLeNet : public nn::Module {
         {"inception5b", {832, 384, 192, 384, 48, 128, 128}}};
     for (const auto& t : table)
       inception_.push_back(register_module(t.name, make<Inception>(t.c[0], t.c[1], t.c[2], t.c[3], t.c[4], t.c[5], t.c[6])));
-    dropout_ = o.dropout().value_or(0.2);
+    dropout = register_module("dropout", make<nn::Dropout>(o.dropout().value_or(0.2)));
     fc = register_module("fc", make<nn::Linear>(1024, o.num_classes()));
     detail::init_weights(*this, detail::Init::GoogLeNet);
   }
@@ -71,14 +71,14 @@ class GoogLeNet : public nn::Module {
     y = F::max_pool2d(y, ceil_pool(2, 2));
     y = (*inception_[8])((*inception_[7])(y));
     y = tg::flatten(F::adaptive_avg_pool2d(y, 1), 1);
-    return (*fc)(F::dropout(y, dropout_, is_training()));
+    return (*fc)((*dropout)(y));
   }
   std::shared_ptr<BasicConv2d> conv1, conv2, conv3;
+  std::shared_ptr<nn::Dropout> dropout;
   std::shared_ptr<nn::Linear> fc;
 
  private:
   std::vector<std::shared_ptr<Inception>> inception_;
-  double dropout_;
   bool small_input_;
 };
 
