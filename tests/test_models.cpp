@@ -171,9 +171,21 @@ double relative_error(const std::vector<double>& a, const std::vector<double>& b
 
 // A tensor against its golden sample: the larger of the 16 elements' error relative to
 // max(max |ref|, RMS of the whole tensor) (a sample may be all zeros) and half the sum of squares'
-// relative error must be at most rtol -- or, in float32, 4 times torch's own float32 error where
-// that exceeds rtol (train-mode batch norm over 2 images amplifies rounding, in torch as here).
-void check_sample(const std::string& what, const Tensor& t, const Sample& s, tg::Dtype dtype, double rtol) {
+// relative error must be at most rtol. In float32 that holds for the logits, the running
+// statistics and the last linear layer's gradients; the gradients below the first ReLU from the
+// top are not continuous in the rounding: a pre-activation within float32's error of 0 (one in
+// the VGG-11 case: 1.4e-6 in float64, -1.5e-7 in float32) flips its ReLU and moves an early
+// gradient by ~1e-2. torch's float32 run lands up to 3e-2 from its float64 there too (f32err in
+// models.txt), so those are held to max(5e-2, 4 x torch's float32 error): a wrong float32
+// kernel is still caught, and float64 (1e-7, no flips) is the strict comparison.
+bool continuous_in_rounding(const std::string& name) {
+  static const std::set<std::string> top{"logits", "classifier.6.weight", "classifier.6.bias", "classifier.weight",
+                                         "fc.weight", "fc.bias"};
+  return top.count(name) == 1 || ends_with(name, "running_mean");
+}
+
+void check_sample(const std::string& what, const std::string& name, const Tensor& t, const Sample& s, tg::Dtype dtype,
+                  double rtol) {
   INFO(what);
   REQUIRE(t.defined());
   REQUIRE(t.numel() == s.numel);
@@ -186,8 +198,9 @@ void check_sample(const std::string& what, const Tensor& t, const Sample& s, tg:
   for (size_t j = 0; j < s.values.size(); ++j) picked.push_back(v[n <= 16 ? j : j * n / 16]);
   const double err = std::max(relative_error(picked, s.values, std::sqrt(s.sumsq / double(s.numel))),
                               std::abs(sumsq - s.sumsq) / s.sumsq / 2);
-  const double tol = dtype == tg::kFloat32 ? std::max(rtol, 4 * s.f32_error) : rtol;
+  const double tol = dtype == tg::kFloat64 || continuous_in_rounding(name) ? rtol : std::max(5e-2, 4 * s.f32_error);
   CHECK_MESSAGE(err <= tol, "relative error ", err, " (tolerance ", tol, "; torch's float32: ", s.f32_error, ")");
+  if (dtype == tg::kFloat32 && getenv("TG_MODELS_VERBOSE")) MESSAGE("f32 ", what, " ours ", err, " torch ", s.f32_error);
 }
 
 // One golden case in one dtype: formula weights, forward, loss = sum(logits * W), backward, compare.
@@ -207,17 +220,17 @@ void check_case(tg::nn::Module& model, const GoldenCase& c, tg::Dtype dtype, dou
   for (const auto& b : model.named_buffers()) buffers[b.first] = b.second;
   for (const auto& g : c.grads) {
     if (g.first == "logits") {
-      check_sample("logits", y, g.second, dtype, rtol);
+      check_sample("logits", g.first, y, g.second, dtype, rtol);
     } else if (g.first == "input") {
-      check_sample("grad of the input", x.grad(), g.second, dtype, rtol);
+      check_sample("grad of the input", g.first, x.grad(), g.second, dtype, rtol);
     } else {
       REQUIRE_MESSAGE(params.count(g.first) == 1, "no parameter ", g.first);
-      check_sample("grad of " + g.first, params.at(g.first).grad(), g.second, dtype, rtol);
+      check_sample("grad of " + g.first, g.first, params.at(g.first).grad(), g.second, dtype, rtol);
     }
   }
   for (const auto& b : c.buffers) {
     REQUIRE_MESSAGE(buffers.count(b.first) == 1, "no buffer ", b.first);
-    check_sample(b.first + " after the train-mode forward", buffers.at(b.first), b.second, dtype, rtol);
+    check_sample(b.first + " after the train-mode forward", b.first, buffers.at(b.first), b.second, dtype, rtol);
   }
 }
 
@@ -244,6 +257,14 @@ TEST_CASE("models: torchvision's names at the default options, and its outputs a
   for (const auto& f : factories()) {
     INFO(f.first);
     REQUIRE(golden.count(f.first) == 1);
+#if defined(__SANITIZE_ADDRESS__)
+    // 61-138 M parameters, their float64 gradients and copies: minutes under AddressSanitizer.
+    // The optimised builds run them.
+    if (f.first == "alexnet" || f.first == "vgg11_bn" || f.first == "vgg16_bn") {
+      MESSAGE("skipped under AddressSanitizer: ", f.first);
+      continue;
+    }
+#endif
     auto model = f.second(models::ModelOptions());
     check_names(*model, golden.at(f.first));
     const auto& cases = golden.at(f.first).cases;
@@ -252,8 +273,14 @@ TEST_CASE("models: torchvision's names at the default options, and its outputs a
     for (auto& m : model->named_modules())
       if (auto* d = dynamic_cast<tg::nn::Dropout*>(m.second.get())) d->p = 0.0;
     for (const auto& c : cases) {
+      const auto t0 = std::chrono::steady_clock::now();
       check_case(*model, c, tg::kFloat64, 1e-7);
+      const auto t1 = std::chrono::steady_clock::now();
       check_case(*model, c, tg::kFloat32, 2e-3);
+      const auto t2 = std::chrono::steady_clock::now();
+      if (getenv("TG_MODELS_VERBOSE"))
+        MESSAGE(f.first, " ", c.mode, ": float64 ", std::chrono::duration<double>(t1 - t0).count(), " s, float32 ",
+                std::chrono::duration<double>(t2 - t1).count(), " s");
     }
   }
 }
