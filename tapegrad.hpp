@@ -10,6 +10,7 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/tensor.hpp"
 #include "data/data.hpp"
+#include "models/models.hpp"
 #ifdef TAPEGRAD_HAS_MPI  // set by the build when tg::distributed is compiled in (TAPEGRAD_MPI)
 #include "distributed/distributed.hpp"
 #endif

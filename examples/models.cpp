@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+#include <map>
+
 namespace models {
 namespace nn = tg::nn;
 using tg::Tensor;
@@ -93,10 +96,29 @@ std::shared_ptr<nn::Module> densenet_small() {
   return net;
 }
 
+// The zoo (tg::models) with the small-input stem for [N, 1, 28, 28] and 10 classes.
+const std::map<std::string, std::function<std::shared_ptr<nn::Module>(const tg::models::ModelOptions&)>>& zoo() {
+  namespace Z = tg::models;
+  static const std::map<std::string, std::function<std::shared_ptr<nn::Module>(const Z::ModelOptions&)>> z{
+      {"alexnet", Z::alexnet},
+      {"vgg11_bn", Z::vgg11_bn},
+      {"vgg16_bn", Z::vgg16_bn},
+      {"googlenet", Z::googlenet},
+      {"resnet18", Z::resnet18},
+      {"resnet34", Z::resnet34},
+      {"resnet50", Z::resnet50},
+      {"densenet121", Z::densenet121},
+      {"densenet-bc-40", [](const Z::ModelOptions& o) { return Z::densenet_bc(40, 12, o); }},
+      {"densenet-bc-100", [](const Z::ModelOptions& o) { return Z::densenet_bc(100, 12, o); }}};
+  return z;
+}
+
 }  // namespace
 
 const std::vector<std::string>& names() {
-  static const std::vector<std::string> n{"mlp", "lenet", "cnn-bn", "resnet-small", "densenet-small"};
+  static const std::vector<std::string> n{"mlp",      "lenet",     "cnn-bn",    "resnet-small", "densenet-small",
+                                          "alexnet",  "vgg11_bn",  "vgg16_bn",  "googlenet",    "resnet18",
+                                          "resnet34", "resnet50",  "densenet121", "densenet-bc-40", "densenet-bc-100"};
   return n;
 }
 
@@ -106,7 +128,15 @@ std::shared_ptr<nn::Module> make_model(const std::string& name) {
   if (name == "cnn-bn") return cnn_bn();
   if (name == "resnet-small") return resnet_small();
   if (name == "densenet-small") return densenet_small();
+  auto it = zoo().find(name);
+  if (it != zoo().end()) return it->second(tg::models::ModelOptions().in_channels(1).num_classes(10).small_input(true));
   throw tg::Error(fmt::format("model: unknown model '{}' (expected one of: {})", name, fmt::join(names(), ", ")));
+}
+
+int64_t parameter_count(const nn::Module& m) {
+  int64_t n = 0;
+  for (const Tensor& p : m.parameters()) n += p.numel();
+  return n;
 }
 
 }  // namespace models

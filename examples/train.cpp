@@ -204,6 +204,16 @@ void print_confusion(const Tensor& cm) {
   }
 }
 
+// 1234567 -> "1,234,567".
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 // This process's rank and the number of ranks: 0 and 1 unless --distributed.
 struct World {
   int rank = 0, size = 1;
@@ -233,6 +243,12 @@ int main(int argc, char** argv) {
   }
   if (a.help) {
     std::fputs(trainer::kUsage, stdout);
+    return 0;
+  }
+  if (a.mode == "list") {
+    for (const auto& name : models::names())
+      std::printf("%-16s %11s parameters\n", name.c_str(),
+                  with_commas(models::parameter_count(*models::make_model(name))).c_str());
     return 0;
   }
   World world;

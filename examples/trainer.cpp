@@ -22,7 +22,10 @@ const char* const kUsage = R"(usage: tapegrad-train [train] [options]
 Trains a classifier on Fashion-MNIST (any directory with the four IDX files works, MNIST too).
 
 options:
-  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small   (default cnn-bn)
+  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small, or a zoo model with its
+                        small-input stem: alexnet | vgg11_bn | vgg16_bn | googlenet | resnet18 |
+                        resnet34 | resnet50 | densenet121 | densenet-bc-40 | densenet-bc-100
+                        (default cnn-bn); --model list prints them with their parameter counts
   --epochs N            epochs to train (default 10)
   --batch-size N        mini-batch size (default 64)
   --optimizer NAME      sgd | adam | adamw | rmsprop | adagrad | delta-bar-delta   (default sgd)
@@ -119,6 +122,10 @@ Args parse_args(int argc, const char* const* argv) {
       if (s == v) return;
     throw UsageError(fmt::format("{} must be one of {}, got '{}'", flag, fmt::join(allowed, ", "), v));
   };
+  if (a.model == "list") {  // the trainer prints the models and their sizes, and trains nothing
+    a.mode = "list";
+    return a;
+  }
   one_of("--model", a.model, models::names());
   one_of("--optimizer", a.optimizer, {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"});
   one_of("--scheduler", a.scheduler, std::vector<std::string>(std::begin(kSchedulers), std::end(kSchedulers)));

@@ -85,6 +85,17 @@ for flag in "--batch-size 8" "--seed 4" "--optimizer adam" "--model lenet"; do
   grep -q -- "${flag%% *} cannot change on resume" <<< "$out" || fail "resume with $flag said '$out'"
 done
 
+# The zoo: --model list names every model with its parameter count; a small-input zoo model
+# trains an epoch on the tiny set and its saved weights evaluate.
+"$train" --model list > "$work/list.txt"
+for name in mlp cnn-bn alexnet vgg11_bn vgg16_bn googlenet resnet18 resnet34 resnet50 densenet121 densenet-bc-100; do
+  grep -Eq "^$name +[0-9,]+ parameters$" "$work/list.txt" || fail "--model list lacks $name: $(cat "$work/list.txt")"
+done
+"$train" "${common[@]/mlp/densenet-bc-40}" --epochs 1 --limit 16 --batch-size 8 --out "$work/zoo" > /dev/null
+[[ $(wc -l < "$work/zoo/metrics.csv") -eq 2 ]] || fail "densenet-bc-40: metrics.csv should list 1 epoch"
+"$train" evaluate --model densenet-bc-40 --weights "$work/zoo/model.safetensors" --data "$work/data" | grep -q "test accuracy" \
+  || fail "evaluate of densenet-bc-40 printed no accuracy"
+
 "$train" evaluate --model mlp --weights "$work/full/model.safetensors" --data "$work/data" | grep -q "test accuracy" \
   || fail "evaluate printed no accuracy"
 
