@@ -10,26 +10,7 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 # Four IDX files (gzip), 64 training and 32 test images of 28x28 whose class sets a bright row.
-python3 - "$work/data" <<'PY'
-import gzip, os, random, struct, sys
-root = sys.argv[1]
-os.makedirs(root)
-rng = random.Random(7)
-def write(prefix, n):
-    labels = [i % 10 for i in range(n)]
-    pixels = bytearray()
-    for y in labels:
-        img = [rng.randrange(0, 60) for _ in range(784)]
-        for c in range(28):
-            img[(2 + 2 * y) * 28 + c] = 250
-        pixels += bytes(img)
-    with gzip.open(os.path.join(root, prefix + "-images-idx3-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(pixels))
-    with gzip.open(os.path.join(root, prefix + "-labels-idx1-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(labels))
-write("train", 64)
-write("t10k", 32)
-PY
+python3 "$(dirname "$0")/make_idx_data.py" "$work/data"
 
 common=(--model mlp --batch-size 16 --optimizer sgd --lr 0.05 --scheduler none --threads 1 --seed 3 --quiet
         --data "$work/data")

@@ -10,27 +10,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-# 64 training and 32 test images of 28x28 whose class sets a bright row (as cli_test.sh).
-python3 - "$work/data" <<'PY'
-import gzip, os, random, struct, sys
-root = sys.argv[1]
-os.makedirs(root)
-rng = random.Random(3)
-def write(prefix, n):
-    labels = [i % 10 for i in range(n)]
-    pixels = bytearray()
-    for y in labels:
-        img = [0] * 784
-        for c in range(4, 24):
-            img[(2 + 2 * y) * 28 + c] = 200 + rng.randrange(0, 50)
-        pixels += bytes(img)
-    with gzip.open(os.path.join(root, prefix + "-images-idx3-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(pixels))
-    with gzip.open(os.path.join(root, prefix + "-labels-idx1-ubyte.gz"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(labels))
-write("train", 64)
-write("t10k", 32)
-PY
+# 64 training and 32 test images of 28x28 whose class sets a bright row, on black (make_idx_data.py).
+python3 "$(dirname "$0")/make_idx_data.py" "$work/data" --clean
 
 "$train" --model cnn-bn --data "$work/data" --epochs 3 --batch-size 16 --quiet --out "$work/run" >/dev/null
 out=$("$gradcam" --model cnn-bn --weights "$work/run/model.safetensors" --data "$work/data" --limit 32 --count 6 \
