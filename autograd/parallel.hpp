@@ -29,13 +29,17 @@ inline void parallel_for(int64_t n, int64_t grain, const F& fn) {
 int pool_threads();
 void set_pool_threads(int n);
 
-/// A sum over items [0, n) into out[0, numel), split between threads and independent of timing:
-/// the items are cut into min(threads, n) contiguous chunks, chunk c runs fn(i0, i1, buffer) to
-/// accumulate its items into its own buffer (chunk 0 into out itself, the others into zeroed
-/// scratch), and the buffers are then added into out in chunk order.
+/// The number of partial sums chunked_sum cuts n items into: a constant, never the thread count,
+/// so a sum's bits are the same on any number of threads (and it keeps up to 8 threads busy).
+constexpr int64_t kSumChunks = 8;
+
+/// A sum over items [0, n) into out[0, numel), split between threads and independent of timing
+/// and of the thread count: the items are cut into min(kSumChunks, n) contiguous chunks, chunk c
+/// runs fn(i0, i1, buffer) to accumulate its items into its own buffer (chunk 0 into out itself,
+/// the others into zeroed scratch), and the buffers are then added into out in chunk order.
 template <typename T, typename F>
 void chunked_sum(int64_t n, T* out, int64_t numel, const F& fn) {
-  const int64_t chunks = std::min<int64_t>(pool_threads(), n);
+  const int64_t chunks = std::min<int64_t>(kSumChunks, n);
   if (chunks <= 0) return;
   std::vector<std::vector<T>> partial(size_t(chunks - 1), std::vector<T>(size_t(numel)));
   parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {

@@ -126,9 +126,10 @@ void conv_forward_direct(const Conv& c, const direct::Plan& pl, const float* px,
   }
 }
 
-// dw (zeroed, [O, C/groups * kernel]) = the weight gradient by the direct kernels: samples split
-// between threads (per-chunk sums added in a fixed order), or with fewer samples than threads
-// each sample's taps (disjoint rows of dw). Either way the result does not depend on timing.
+// dw (zeroed, [O, C/groups * kernel]) = the weight gradient by the direct kernels: chunks of
+// samples split between threads (per-chunk sums added in a fixed order), or for a single sample
+// its taps (disjoint rows of dw). The choice depends on the batch only, so the result depends
+// neither on timing nor on the thread count.
 void conv_weight_grad_direct(const Conv& c, const direct::Plan& pl, const float* pg, const float* px, float* pdw,
                              int64_t numel) {
   const int64_t plane = c.g.plane(), L = c.g.positions();
@@ -140,7 +141,7 @@ void conv_weight_grad_direct(const Conv& c, const direct::Plan& pl, const float*
     return Buffers{padded_planes(pl), zeros({pl.groups * pl.kpad * pl.ogl}, Dtype::Float32),
                    detail::make_tensor({direct::weight_grad_scratch(pl)}, Dtype::Float32)};
   };
-  if (c.g.n >= detail::pool_threads()) {
+  if (c.g.n > 1) {
     detail::chunked_sum(c.g.n, pdw, numel, [&](int64_t n0, int64_t n1, float* out) {
       const Buffers b = buffers();
       for (int64_t n = n0; n < n1; ++n) {

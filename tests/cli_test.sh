@@ -103,6 +103,18 @@ for want in 'label="fma_relu' 'label="window_max' 'label="conv' 'label="0.weight
   grep -q "$want" "$work/step.dot" || fail "--dot: no $want in the graph"
 done
 
+# The same seed gives the same bytes on any thread count: cnn-bn (conv, batch norm, pooling,
+# the default cosine schedule) trained for two epochs with 1, 2 and 3 threads.
+for t in 1 2 3; do
+  "$train" --model cnn-bn --batch-size 16 --optimizer sgd --lr 0.05 --seed 3 --quiet --data "$work/data" \
+    --threads $t --epochs 2 --out "$work/threads-$t" >/dev/null 2>&1 || fail "--threads $t: the run failed"
+done
+for t in 2 3; do
+  cmp -s "$work/threads-1/model.safetensors" "$work/threads-$t/model.safetensors" || fail "--threads $t: weights differ from 1 thread"
+  cmp -s <(cut -d, -f1-6 "$work/threads-1/metrics.csv") <(cut -d, -f1-6 "$work/threads-$t/metrics.csv") \
+    || fail "--threads $t: losses or accuracies differ from 1 thread"  # (columns 7-8 are timings)
+done
+
 # A corrupt data directory is an error naming the file, not a crash.
 : > "$work/data/t10k-labels-idx1-ubyte.gz"
 set +e
