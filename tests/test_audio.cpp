@@ -180,7 +180,9 @@ TEST_CASE("wav: 8-bit unsigned and 24-bit files, extra chunks skipped") {
     auto put = [&](uint32_t v, int n) {
       for (int i = 0; i < n; ++i) b.push_back((unsigned char)(v >> (8 * i)));
     };
-    auto tag = [&](const char* s) { b.insert(b.end(), s, s + 4); };
+    auto tag = [&](const char* s) {
+      for (int i = 0; i < 4; ++i) b.push_back((unsigned char)s[i]);
+    };
     tag("RIFF");
     put(0, 4);  // readers do not need the RIFF size
     tag("WAVE");

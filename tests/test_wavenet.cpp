@@ -122,7 +122,7 @@ TEST_CASE("wavenet: the cached generator gives the full forward's logits, sample
   for (int64_t k = 0; k < 32; ++k) CHECK(double(again[k]) == doctest::Approx(full[size_t(k * t_len)]).epsilon(1e-4));
 
   std::mt19937_64 rng(1);
-  const std::vector<int64_t> sampled = gen.generate(50, rng, 0.8);
+  const std::vector<int64_t> sampled = gen.generate(50, rng, 0.8, 3);
   CHECK(sampled.size() == 50);
   for (int64_t c : sampled) CHECK((c >= 0 && c < 32));
 }
