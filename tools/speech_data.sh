@@ -2,8 +2,8 @@
 # Synthesises the WaveNet example's speech (examples/wavenet.cpp) with espeak-ng: the sentences
 # below, each spoken by one of several voices, speeds and pitches, resampled by sox to 16 kHz
 # mono 16-bit PCM. Every fifth utterance goes to heldout/, the rest to train/: the held-out
-# sentences are never heard in training. Nothing is downloaded (tools/setup.sh installs
-# espeak-ng and sox).
+# sentences are never heard in training. sox -R makes its dither repeatable: the same bytes on
+# every run. Nothing is downloaded (tools/setup.sh installs espeak-ng and sox).
 # Usage: bash tools/speech_data.sh [OUT_DIR]   (default data/speech)
 set -euo pipefail
 out=${1:-data/speech}
@@ -72,7 +72,7 @@ for i in "${!sentences[@]}"; do
   (( i % 5 == 4 )) && split=heldout
   name=$(printf 'utt%03d' "$i")
   espeak-ng -v "$v" -s "$s" -p "$p" -w "$tmp/$name.wav" "${sentences[i]}"
-  sox "$tmp/$name.wav" -r 16000 -c 1 -b 16 -e signed-integer "$out/$split/$name.wav" gain -3  # headroom for the resampler
+  sox -R "$tmp/$name.wav" -r 16000 -c 1 -b 16 -e signed-integer "$out/$split/$name.wav" gain -3  # headroom for the resampler
 done
 for split in train heldout; do
   n=$(ls "$out/$split"/*.wav | wc -l)
