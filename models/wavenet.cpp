@@ -174,7 +174,7 @@ std::vector<int64_t> WaveNetGenerator::generate(int64_t n, std::mt19937_64& rng,
   std::vector<int64_t> out;
   out.reserve(size_t(n));
   std::vector<double> p(static_cast<size_t>(q_));
-  int64_t code = first;
+  int64_t code = first == -1 ? q_ / 2 : first;
   for (int64_t i = 0; i < n; ++i) {
     const std::vector<float> logits = step(code);
     const double top = *std::max_element(logits.begin(), logits.end());

@@ -94,8 +94,9 @@ class WaveNetGenerator {
   /// Feeds one code (in [0, quantization_channels)) and returns the logits of the next.
   std::vector<float> step(int64_t code);
   /// Draws `n` codes: each step's logits / temperature through a softmax, sampled with rng,
-  /// and fed back. The first input is `first` (the mu-law code of silence, 128, by default).
-  std::vector<int64_t> generate(int64_t n, std::mt19937_64& rng, double temperature = 1.0, int64_t first = 128);
+  /// and fed back. The first input is `first`; -1 means quantization_channels / 2, the mu-law
+  /// code of silence (128 of 256).
+  std::vector<int64_t> generate(int64_t n, std::mt19937_64& rng, double temperature = 1.0, int64_t first = -1);
   /// Forgets the history: as if nothing had been fed.
   void reset();
 

@@ -122,8 +122,10 @@ TEST_CASE("wavenet: the cached generator gives the full forward's logits, sample
   for (int64_t k = 0; k < 32; ++k) CHECK(double(again[k]) == doctest::Approx(full[size_t(k * t_len)]).epsilon(1e-4));
 
   std::mt19937_64 rng(1);
-  const std::vector<int64_t> sampled = gen.generate(50, rng, 0.8, 3);
+  std::vector<int64_t> sampled = gen.generate(50, rng, 0.8, 3);
   CHECK(sampled.size() == 50);
+  for (int64_t c : sampled) CHECK((c >= 0 && c < 32));
+  sampled = gen.generate(20, rng);  // from the code of silence, 16 of 32
   for (int64_t c : sampled) CHECK((c >= 0 && c < 32));
 }
 
