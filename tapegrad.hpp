@@ -2,6 +2,7 @@
 /// tapegrad: reverse-mode automatic differentiation with a dynamic tape, in C++17.
 /// One include for everything; link the CMake target tapegrad::tapegrad.
 #include "audio/audio.hpp"
+#include "audio/wav.hpp"
 #include "autograd/autograd.hpp"
 #include "autograd/checkpoint.hpp"
 #include "autograd/dot.hpp"

@@ -17,6 +17,7 @@
 #include "googlenet.hpp"
 #include "resnet.hpp"
 #include "stack.hpp"
+#include "wavenet.hpp"
 
 namespace tg::models {
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake g++ make python3 xtensor-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libfmt-dev doctest-dev
       libbenchmark-dev zlib1g-dev libpng-dev libstb-dev fonts-dejavu-core clang-14 libclang-rt-14-dev
-      dataset-fashion-mnist libopenmpi-dev openmpi-bin imagemagick libcli11-dev espeak-ng)
+      dataset-fashion-mnist libopenmpi-dev openmpi-bin imagemagick libcli11-dev espeak-ng sox)
 if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-torchvision python3-numpy libtorch-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
