@@ -22,7 +22,8 @@ struct Case {
   std::vector<tg::Tensor> grads;   // one per floating input
   std::string raises;              // PyTorch raised (edge.txt): its exception and message
   bool smooth = false;             // edge.txt: smooth at the inputs, so gradcheck applies
-  bool float64_only = false;       // edge.txt: overflows in float32 only, so not run there
+  bool float64_only = false;       // edge.txt: compared in float64 only
+  std::string known_difference;    // edge.txt: forward matches, gradients are not PyTorch's (why)
 };
 
 /// The rest of a line's numbers.
@@ -99,6 +100,8 @@ inline std::vector<Case> load(const std::string& path) {
       cases.back().smooth = true;
     } else if (kind == "float64_only") {
       cases.back().float64_only = true;
+    } else if (kind == "known_difference") {
+      std::getline(is >> std::ws, cases.back().known_difference);
     }
   }
   return cases;
