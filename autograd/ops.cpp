@@ -208,9 +208,10 @@ Tensor atan2(const Tensor& a, const Tensor& b) { auto [x, y] = promote_pair(a, b
 Tensor clamp(const Tensor& x, double lo, double hi) {
   need(x, "clamp");
   if (lo > hi) throw Error(fmt::format("clamp: expected min <= max, got min={} max={}", lo, hi));
-  // where keeps a gradient of 1 at the bounds, as PyTorch's clamp does.
+  // where keeps a gradient of 1 at the bounds, as PyTorch's clamp does. A NaN stays NaN and
+  // takes no gradient (PyTorch's mask is lo <= x <= hi).
   Tensor low = scalar_like(x, lo), high = scalar_like(x, hi);
-  return where(lt(x, low), low, where(gt(x, high), high, x));
+  return where(lt(x, low), low, where(gt(x, high), high, where(ne(x, x), x.detach(), x)));
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
@@ -281,7 +282,11 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, boo
   return named(v * (double(count) / double(std::max<int64_t>(count - 1, 0))), "var", x);
 }
 Tensor std(const Tensor& x, const std::vector<int64_t>& dims, bool unbiased, bool keepdim) {
-  return named(sqrt(var(x, dims, unbiased, keepdim)), "std", x);
+  // Where the variance is 0 (a constant slice) the gradient is 0, as PyTorch's (not sqrt's
+  // 1 / 0 times var's 0, a NaN): the sqrt reads 1 there, and its branch is not taken.
+  Tensor v = var(x, dims, unbiased, keepdim);
+  Tensor zero = eq(v, 0.0);
+  return named(where(zero, 0.0, sqrt(where(zero, 1.0, v))), "std", x);
 }
 Tensor max(const Tensor& x) { return max(x, {}, false); }
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {

@@ -451,31 +451,39 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor y = binary(a, b, "pow", [](auto u, auto v) { return decltype(u)(std::pow(u, v)); });
   return detail::record("pow", y, {a, b}, [a, b](const Tensor& g, const Tensor& out, Needs n) {
     Tensor ga, gb;
-    if (n[0]) ga = reduce_to(g * b * tg::pow(a, b - 1.0), a);
-    // d/db a^b = a^b log a; zero where a == 0 (PyTorch's convention for b >= 0).
+    // d/da a^b = b a^(b-1); zero where b == 0, also at a == 0 (PyTorch's convention). The
+    // exponent of the unused branch is made safe, so that a second derivative sees no 0 * inf.
+    if (n[0]) {
+      Tensor b0 = eq(b, zeros_like(b));
+      ga = reduce_to(tg::where(b0, zeros_like(g), g * b * tg::pow(a, tg::where(b0, ones_like(b), b) - 1.0)), a);
+    }
+    // d/db a^b = a^b log a; zero where a == 0 and b >= 0 (PyTorch's convention: a^b is 0 or 1
+    // there), -inf or inf where a == 0 and b < 0. log reads 1 where the gradient is zero.
     if (n[1]) {
-      Tensor la = tg::where(eq(a, zeros_like(a)), zeros_like(a), tg::log(a));
-      gb = reduce_to(g * out * la, b);
+      Tensor at_zero = eq(a, zeros_like(a)) * ge(b, zeros_like(b));
+      gb = reduce_to(g * out * tg::log(tg::where(at_zero, 1.0, a)), b);
     }
     return Grads{ga, gb};
   }, true);
 }
 
+// A NaN on either side gives NaN, and both operands then take all of g (PyTorch: g masked only
+// where the operand is the strictly smaller one, halved at ties).
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor y = binary(a, b, "maximum", [](auto u, auto v) { return u > v ? u : v; });
+  Tensor y = binary(a, b, "maximum", [](auto u, auto v) { return u > v || u != u ? u : v; });
   return detail::record("maximum", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
     Tensor half = eq(a, b) * 0.5;
-    return Grads{n[0] ? reduce_to(g * (gt(a, b) + half), a) : Tensor(),
-                 n[1] ? reduce_to(g * (lt(a, b) + half), b) : Tensor()};
+    return Grads{n[0] ? reduce_to(g * (1.0 - (lt(a, b) + half)), a) : Tensor(),
+                 n[1] ? reduce_to(g * (1.0 - (gt(a, b) + half)), b) : Tensor()};
   });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  Tensor y = binary(a, b, "minimum", [](auto u, auto v) { return u < v ? u : v; });
+  Tensor y = binary(a, b, "minimum", [](auto u, auto v) { return u < v || u != u ? u : v; });
   return detail::record("minimum", y, {a, b}, [a, b](const Tensor& g, const Tensor&, Needs n) {
     Tensor half = eq(a, b) * 0.5;
-    return Grads{n[0] ? reduce_to(g * (lt(a, b) + half), a) : Tensor(),
-                 n[1] ? reduce_to(g * (gt(a, b) + half), b) : Tensor()};
+    return Grads{n[0] ? reduce_to(g * (1.0 - (gt(a, b) + half)), a) : Tensor(),
+                 n[1] ? reduce_to(g * (1.0 - (lt(a, b) + half)), b) : Tensor()};
   });
 }
 

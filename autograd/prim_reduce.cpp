@@ -261,8 +261,10 @@ Tensor amax(const Tensor& x, const std::vector<int64_t>& dims) {
   Tensor y = detail::make_tensor(keep_shape(x.shape(), dims), x.dtype());
   dispatch(x.dtype(), [&](auto z) {
     using T = decltype(z);
-    reduce<T>(typed<T>(x), typed<T>(y), x.shape(), dims, std::numeric_limits<T>::lowest(),
-              [](T u, T v) { return v > u || v != v ? v : u; });
+    // From -inf, not the lowest finite value: a row of -inf has the maximum -inf.
+    constexpr T kLowest = std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                                               : std::numeric_limits<T>::lowest();
+    reduce<T>(typed<T>(x), typed<T>(y), x.shape(), dims, kLowest, [](T u, T v) { return v > u || v != v ? v : u; });
   });
   return detail::record("max", y, {x}, [x, dims](const Tensor& g, const Tensor& out, Needs) {
     // The gradient is shared equally among the elements equal to the maximum.

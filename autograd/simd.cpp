@@ -8,9 +8,19 @@
 namespace tg::simd {
 namespace {
 
+// With AVX-512BW enabled (-march=native on such a processor, TAPEGRAD_NATIVE), xsimd 8.1's
+// integer select for avx512bw does not compile without optimisation (a Debug build): its
+// switch on sizeof(T) instantiates the 8- and 16-bit blends for 32- and 64-bit lanes. These
+// float kernels need nothing from BW, so they use avx512dq then: the same 512-bit batches.
+#if XSIMD_WITH_AVX512BW
+using Arch = xsimd::avx512dq;
+#else
+using Arch = xsimd::default_arch;
+#endif
+
 template <typename T, typename VecF>
 void apply(const T* x, T* y, int64_t n, VecF vf) {
-  using B = xsimd::batch<T>;
+  using B = xsimd::batch<T, Arch>;
   constexpr int64_t W = int64_t(B::size);
   int64_t i = 0;
   for (; i + W <= n; i += W) vf(B::load_unaligned(x + i)).store_unaligned(y + i);

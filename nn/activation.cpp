@@ -133,11 +133,19 @@ Picked pick(const Tensor& logp, const Tensor& target, const CrossEntropyOptions&
     w = tg::index_select(o.weight().to(logp.dtype()).detach(), 0, idx.reshape({-1})).reshape(target.shape()) * mask;
   return {-picked * w, w, mask};
 }
+
+// total / denom, the mean over the counted targets. With no target counted (all ignored) it is
+// 0 / 0 = NaN, as PyTorch's, and the gradient is 0 (PyTorch's), not the 0 * inf of a division.
+Tensor counted_mean(const Tensor& total, const Tensor& denom) {
+  Tensor none = tg::eq(denom, 0.0);
+  return total / tg::where(none, 1.0, denom) +
+         tg::where(none, std::numeric_limits<double>::quiet_NaN(), tg::zeros_like(denom));
+}
 }  // namespace
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const CrossEntropyOptions& o) {
   Picked p = pick(log_probs, target, o, "nll_loss");
-  if (o.reduction() == kMean) return tg::sum(p.nll) / tg::sum(p.weight);
+  if (o.reduction() == kMean) return counted_mean(tg::sum(p.nll), tg::sum(p.weight));
   return reduce(p.nll, o.reduction());
 }
 
@@ -149,7 +157,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
                             logits.defined() ? shape_str(logits.shape()) : "undefined"));
   Tensor logp = log_softmax(logits, 1);
   Picked p = pick(logp, target, o, "cross_entropy");
-  if (eps == 0) return o.reduction() == kMean ? tg::sum(p.nll) / tg::sum(p.weight) : reduce(p.nll, o.reduction());
+  if (eps == 0) return o.reduction() == kMean ? counted_mean(tg::sum(p.nll), tg::sum(p.weight)) : reduce(p.nll, o.reduction());
   // Label smoothing (PyTorch 1.13): (1 - eps) * nll + eps / C * sum_c w_c * (-log p_c), with the
   // smooth part masked where the target is ignored; mean divides both by the sum of weights.
   const int64_t c = logits.size(1);
@@ -164,8 +172,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
     Tensor denom = tg::sum(p.weight);
     // Both parts divide by the summed weights of the counted targets (their count without a
     // class weight), as PyTorch 1.13 does.
-    Tensor smooth_mean = tg::sum(smooth) / denom;
-    return tg::sum(p.nll) / denom * (1.0 - eps) + smooth_mean * (eps / double(c));
+    return counted_mean(tg::sum(p.nll), denom) * (1.0 - eps) + counted_mean(tg::sum(smooth), denom) * (eps / double(c));
   }
   return reduce(p.nll * (1.0 - eps) + smooth * (eps / double(c)), o.reduction());
 }
@@ -183,9 +190,19 @@ Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
 
 Tensor binary_cross_entropy(const Tensor& p, const Tensor& target, const Tensor& weight, Reduction r) {
   check_same_shape(p, target, "binary_cross_entropy");
-  // PyTorch clamps each log at -100 so p = 0 or 1 gives a finite loss.
-  const double inf = std::numeric_limits<double>::infinity();
-  Tensor lp = tg::clamp(tg::log(p), -100.0, inf), l1p = tg::clamp(tg::log(1.0 - p), -100.0, inf);
+  // PyTorch refuses probabilities outside [0, 1], NaN included (they would give a NaN loss).
+  const std::vector<double> pv = p.detach().to_vector<double>();
+  for (size_t i = 0; i < pv.size(); ++i)
+    if (!(pv[i] >= 0.0 && pv[i] <= 1.0))
+      throw Error(fmt::format("binary_cross_entropy: expected every input in [0, 1], got {} at flat index {} of {}", pv[i],
+                              i, shape_str(p.shape())));
+  // PyTorch clamps each log at -100 so p = 0 or 1 gives a finite loss. At 0 the log reads 1
+  // and is replaced by -100, so the gradient there is the clamp's 0, not 0 / 0.
+  auto clamped_log = [](const Tensor& q) {
+    Tensor zero = tg::eq(q, 0.0);
+    return tg::where(zero, -100.0, tg::clamp(tg::log(tg::where(zero, 1.0, q)), -100.0, std::numeric_limits<double>::infinity()));
+  };
+  Tensor lp = clamped_log(p), l1p = clamped_log(1.0 - p);
   Tensor loss = -(target * lp + (1.0 - target) * l1p);
   if (weight.defined()) loss = loss * weight;
   return reduce(loss, r);
@@ -194,8 +211,12 @@ Tensor binary_cross_entropy(const Tensor& p, const Tensor& target, const Tensor&
 Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& target, const Tensor& weight,
                                         const Tensor& pos_weight, Reduction r) {
   check_same_shape(x, target, "binary_cross_entropy_with_logits");
-  // (1 - y) x + (1 + (pw - 1) y) * (log(1 + exp(-|x|)) + max(-x, 0)): stable for any x.
-  Tensor softplus_neg = tg::log(1.0 + tg::exp(-tg::abs(x))) + tg::relu(-x);
+  // (1 - y) x + (1 + (pw - 1) y) * softplus(-x), softplus(-x) = log1p(exp(-|x|)) + max(-x, 0):
+  // stable for any x. -|x| is written as a where whose x >= 0 branch is taken at 0, so the
+  // gradient at x = 0 is sigmoid(0) - y, as PyTorch's (abs' and relu' of 0 would drop the 1/2).
+  Tensor zero = zero_like_scalar(x);
+  Tensor nonneg = tg::ge(x, zero);
+  Tensor softplus_neg = tg::log1p(tg::exp(tg::where(nonneg, -x, x))) + tg::where(nonneg, zero, -x);
   Tensor coef = pos_weight.defined() ? (pos_weight - 1.0) * target + 1.0 : Tensor();
   Tensor loss = (1.0 - target) * x + (coef.defined() ? coef * softplus_neg : softplus_neg);
   if (weight.defined()) loss = loss * weight;

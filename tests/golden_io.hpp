@@ -20,6 +20,10 @@ struct Case {
   std::vector<bool> constant;      // takes no gradient (class weights...)
   tg::Tensor output, weight;
   std::vector<tg::Tensor> grads;   // one per floating input
+  std::string raises;              // PyTorch raised (edge.txt): its exception and message
+  bool smooth = false;             // edge.txt: smooth at the inputs, so gradcheck applies
+  bool float64_only = false;       // edge.txt: compared in float64 only
+  std::string known_difference;    // edge.txt: forward matches, gradients are not PyTorch's (why)
 };
 
 /// The rest of a line's numbers.
@@ -90,17 +94,27 @@ inline std::vector<Case> load(const std::string& path) {
       cases.back().weight = parse_tensor(is);
     } else if (kind == "grad") {
       cases.back().grads.push_back(parse_tensor(is));
+    } else if (kind == "raises") {
+      std::getline(is >> std::ws, cases.back().raises);
+    } else if (kind == "smooth") {
+      cases.back().smooth = true;
+    } else if (kind == "float64_only") {
+      cases.back().float64_only = true;
+    } else if (kind == "known_difference") {
+      std::getline(is >> std::ws, cases.back().known_difference);
     }
   }
   return cases;
 }
 
 // Needs doctest included before this header.
-// Largest violation of |a - b| <= atol + rtol |b|, as a ratio (<= 1 passes).
+// Largest violation of |a - b| <= atol + rtol |b|, as a ratio (<= 1 passes). NaN matches only
+// NaN and an infinity only the same infinity.
 inline double mismatch(const tg::Tensor& a, const tg::Tensor& b, double atol, double rtol) {
   auto x = a.to_vector<double>(), y = b.to_vector<double>();
   double worst = 0;
   for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == y[i] || (std::isnan(x[i]) && std::isnan(y[i]))) continue;
     double err = std::abs(x[i] - y[i]) / (atol + rtol * std::abs(y[i]));
     if (!(err <= worst)) worst = err;  // NaN-aware
   }
@@ -162,6 +176,28 @@ inline void check_all(const Table& table, const std::vector<Case>& cases, tg::Dt
     INFO("case ", c.name);
     if (table.count(c.name)) check_against_golden(c, table.at(c.name), dtype, atol, rtol);
   }
+}
+
+using Fn = std::function<tg::Tensor(const std::vector<tg::Tensor>&)>;
+
+// gradcheck over the inputs that take gradients; constants are bound into the function.
+inline std::pair<Fn, std::vector<tg::Tensor>> bind_constants(const Case& c, const Fn& fn) {
+  std::vector<tg::Tensor> free;
+  std::vector<int> slot;
+  for (size_t i = 0; i < c.inputs.size(); ++i)
+    if (!c.constant[i]) {
+      slot.push_back(int(i));
+      free.push_back(c.inputs[i]);
+    }
+  auto all = c.inputs;
+  Fn bound = [fn, all, slot](const std::vector<tg::Tensor>& in) {
+    std::vector<tg::Tensor> args = all;
+    for (size_t k = 0; k < slot.size(); ++k) args[size_t(slot[k])] = in[k];
+    for (auto& a : args)
+      if (a.dtype() != tg::kInt64 && a.dtype() != in[0].dtype()) a = a.to(in[0].dtype());
+    return fn(args);
+  };
+  return {bound, free};
 }
 
 }  // namespace golden

@@ -162,26 +162,6 @@ const std::vector<golden::Case>& cases() {
   return c;
 }
 
-// gradcheck over the inputs that take gradients; constants are bound into the function.
-std::pair<Fn, std::vector<Tensor>> bind_constants(const golden::Case& c, const Fn& fn) {
-  std::vector<Tensor> free;
-  std::vector<int> slot;
-  for (size_t i = 0; i < c.inputs.size(); ++i)
-    if (!c.constant[i]) {
-      slot.push_back(int(i));
-      free.push_back(c.inputs[i]);
-    }
-  auto all = c.inputs;
-  Fn bound = [fn, all, slot](const std::vector<Tensor>& in) {
-    std::vector<Tensor> args = all;
-    for (size_t k = 0; k < slot.size(); ++k) args[size_t(slot[k])] = in[k];
-    for (auto& a : args)
-      if (a.dtype() != tg::kInt64 && a.dtype() != in[0].dtype()) a = a.to(in[0].dtype());
-    return fn(args);
-  };
-  return {bound, free};
-}
-
 }  // namespace
 
 TEST_CASE("nn golden: every PyTorch case has a row and every row a case") {
@@ -201,7 +181,7 @@ TEST_CASE("nn golden: gradcheck and gradgradcheck in float64") {
   for (const auto& c : cases()) {
     INFO("case ", c.name);
     if (!table.count(c.name)) continue;
-    auto [fn, inputs] = bind_constants(c, table.at(c.name));
+    auto [fn, inputs] = golden::bind_constants(c, table.at(c.name));
     tg::GradcheckResult r = tg::gradcheck(fn, inputs);
     CHECK_MESSAGE(r.ok, r.message);
     tg::GradcheckResult rr = tg::gradgradcheck(fn, inputs);

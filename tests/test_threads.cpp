@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -134,4 +135,31 @@ TEST_CASE("threads: grad mode is per thread, the generator is shared and never t
     tv.join();
     CHECK(((same_bits(u, first) && same_bits(v, second)) || (same_bits(u, second) && same_bits(v, first))));
   }
+}
+
+TEST_CASE("threads: anomaly mode is per thread") {
+  // A DetectAnomalyGuard on one thread makes a NaN throw there only; another thread's NaN, made
+  // while the guard is alive, is an ordinary value.
+  std::atomic<int> phase{0};
+  bool guarded_threw = false;
+  std::thread t([&] {
+    tg::DetectAnomalyGuard anomaly;
+    phase = 1;
+    while (phase != 2) std::this_thread::yield();
+    try {
+      (void)tg::log(tg::full({2}, -1.0));
+    } catch (const tg::Error&) {
+      guarded_threw = true;
+    }
+    phase = 3;
+  });
+  while (phase != 1) std::this_thread::yield();
+  CHECK_FALSE(tg::is_anomaly_enabled());
+  Tensor y;
+  CHECK_NOTHROW(y = tg::log(tg::full({2}, -1.0)));
+  CHECK(std::isnan(y.to_vector<double>()[0]));
+  phase = 2;
+  while (phase != 3) std::this_thread::yield();
+  t.join();
+  CHECK(guarded_threw);
 }

@@ -52,22 +52,31 @@ int64_t vector_at(const Plan& pl, int64_t j, Segment* seg, int& nseg) {
 // Stores lanes [lo, hi) of v at y (the whole vector when it is all of them), never touching the
 // others (they may lie past the output or belong to another thread's rows): a masked store where
 // the level has one. A lane-by-lane copy would become a call to memcpy per partial vector.
-inline void store_lanes(const B& v, float* y, int lo, int hi) {
+// A template so that the branch of the other width is discarded, not compiled.
+template <typename V>
+inline void store_lanes(const V& v, float* y, int lo, int hi) {
   if (lo == 0 && hi == W) {
     v.store_unaligned(y);
     return;
   }
+  // By the level's vector width, not only by the compiler's flags: with -march=native
+  // (TAPEGRAD_NATIVE) on an AVX-512 processor the AVX2 file sees __AVX512F__ too.
 #if defined(__AVX512F__)
-  static_assert(W == 16, "AVX-512 vectors of 16 floats");
-  const __mmask16 m = __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-  _mm512_mask_storeu_ps(y, m, v);
-#elif defined(__AVX2__)
-  static_assert(W == 8, "AVX2 vectors of 8 floats");
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
-                                     _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
-  _mm256_maskstore_ps(y, m, v);
-#else
+  if constexpr (W == 16) {
+    const __mmask16 m = __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    _mm512_mask_storeu_ps(y, m, v);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
+                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+    _mm256_maskstore_ps(y, m, v);
+    return;
+  }
+#endif
   alignas(64) float tmp[W];
   v.store_aligned(tmp);
   switch (hi - lo) {  // at most 3 lanes of 4: no loop for the compiler to turn into memcpy
@@ -76,7 +85,6 @@ inline void store_lanes(const B& v, float* y, int lo, int hi) {
     case 1: y[lo] = tmp[lo]; break;
     default: for (int i = lo; i < hi; ++i) y[i] = tmp[i];
   }
-#endif
 }
 
 // y[r][v][lane] = bias[r] + sum_k a[k][r] x[off[k] + qv[v] + lane] for the `rows` valid rows of

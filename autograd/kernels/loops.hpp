@@ -26,9 +26,9 @@ struct Loops {
   void (*scale_shift)(const T* x, T s, T t, T* y, int64_t n);
   /// y[i] = max(x[i] * s + t, 0) (NaN stays NaN, as relu).
   void (*scale_shift_relu)(const T* x, T s, T t, T* y, int64_t n);
-  /// y[i] = x[i] > 0 ? x[i] : 0 (NaN -> 0, as the comparison gives).
+  /// y[i] = x[i] > 0 ? x[i] : 0, NaN stays NaN (PyTorch's relu).
   void (*relu)(const T* x, T* y, int64_t n);
-  /// y[i] = x[i] > 0 ? g[i] : 0.
+  /// y[i] = x[i] <= 0 ? 0 : g[i]: a NaN passes g (PyTorch's threshold_backward).
   void (*relu_backward)(const T* g, const T* x, T* y, int64_t n);
   /// Running maximum of max pooling, along one axis of a plane taken as one flat array: for f < n,
   /// the candidate at f + off (value x[f + off], index xi[f + off], or f + off itself when xi is

@@ -77,12 +77,12 @@ void scale_shift_relu(const T* __restrict x, T s, T t, T* __restrict y, int64_t 
 
 template <typename T>
 void relu(const T* __restrict x, T* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = !(x[i] <= T(0)) ? x[i] : T(0);  // NaN stays NaN, as PyTorch
 }
 
 template <typename T>
 void relu_backward(const T* __restrict g, const T* __restrict x, T* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? g[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = !(x[i] <= T(0)) ? g[i] : T(0);  // NaN passes g, as PyTorch
 }
 
 // Branch-free (the maximum of random data would mispredict half of its branches); the first
