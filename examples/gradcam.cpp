@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 #include <tapegrad.hpp>
 
+#include "cli_flags.hpp"
 #include "models.hpp"
 
 namespace {
@@ -55,43 +56,19 @@ struct Args {
   uint64_t seed = 1;
 };
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::cerr << "tapegrad-gradcam: " << msg << "\n" << kUsage;
-  std::exit(2);
-}
-
-int64_t positive(const std::string& flag, const std::string& v) {
-  try {
-    size_t used = 0;
-    const long long n = std::stoll(v, &used);
-    if (used == v.size() && n > 0) return n;
-  } catch (const std::exception&) {
-  }
-  usage_error(fmt::format("{} expects a positive integer, got '{}'", flag, v));
-}
-
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) usage_error(fmt::format("{} expects a value", f));
-    const std::string v = argv[++i];
-    if (f == "--model") a.model = v;
-    else if (f == "--weights") a.weights = v;
-    else if (f == "--data") a.data = v;
-    else if (f == "--out") a.out = v;
-    else if (f == "--font") a.font = v;
-    else if (f == "--layer") a.layer = v;
-    else if (f == "--limit") a.limit = positive(f, v);
-    else if (f == "--count") a.count = positive(f, v);
-    else if (f == "--seed") a.seed = uint64_t(positive(f, v));
-    else usage_error(fmt::format("unknown option '{}'", f));
-  }
-  if (a.weights.empty()) usage_error("--weights is required");
+  CLI::App app("tapegrad-gradcam");
+  app.add_option("--model", a.model);
+  app.add_option("--weights", a.weights)->required();
+  app.add_option("--data", a.data);
+  app.add_option("--out", a.out);
+  app.add_option("--font", a.font);
+  app.add_option("--layer", a.layer);
+  app.add_option("--limit", a.limit)->check(cli_flags::positive_integer("--limit"));
+  app.add_option("--count", a.count)->check(cli_flags::positive_integer("--count"));
+  app.add_option("--seed", a.seed)->check(cli_flags::positive_integer("--seed"));
+  cli_flags::parse_or_exit(app, argc, argv, "tapegrad-gradcam", kUsage);
   return a;
 }
 

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 #include <tapegrad.hpp>
 
+#include "cli_flags.hpp"
 #include "style_loss.hpp"
 
 namespace {
@@ -50,47 +51,23 @@ struct Args {
   double lr = 0.02, style_weight = 10, tv_weight = 1;
 };
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::cerr << "tapegrad-style: " << msg << "\n" << kUsage;
-  std::exit(2);
-}
-
-double number(const std::string& flag, const std::string& v, bool integer) {
-  try {
-    size_t used = 0;
-    const double d = std::stod(v, &used);
-    if (used == v.size() && d > 0 && (!integer || d == double(int64_t(d)))) return d;
-  } catch (const std::exception&) {
-  }
-  usage_error(fmt::format("{} expects a positive {}, got '{}'", flag, integer ? "integer" : "number", v));
-}
-
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) usage_error(fmt::format("{} expects a value", f));
-    const std::string v = argv[++i];
-    if (f == "--content") a.content = v;
-    else if (f == "--style") a.style = v;
-    else if (f == "--out") a.out = v;
-    else if (f == "--optimizer") a.optimizer = v;
-    else if (f == "--size") a.size = int64_t(number(f, v, true));
-    else if (f == "--steps") a.steps = int64_t(number(f, v, true));
-    else if (f == "--seed") a.seed = int64_t(number(f, v, true));
-    else if (f == "--lr") a.lr = number(f, v, false);
-    else if (f == "--style-weight") a.style_weight = number(f, v, false);
-    else if (f == "--tv-weight") a.tv_weight = number(f, v, false);
-    else usage_error(fmt::format("unknown option '{}'", f));
-  }
-  if (a.content.empty() || a.style.empty()) usage_error("--content and --style are required");
+  CLI::App app("tapegrad-style");
+  app.add_option("--content", a.content)->required();
+  app.add_option("--style", a.style)->required();
+  app.add_option("--out", a.out);
+  app.add_option("--optimizer", a.optimizer);
+  app.add_option("--size", a.size)->check(cli_flags::positive_integer("--size"));
+  app.add_option("--steps", a.steps)->check(cli_flags::positive_integer("--steps"));
+  app.add_option("--seed", a.seed)->check(cli_flags::positive_integer("--seed"));
+  app.add_option("--lr", a.lr)->check(cli_flags::positive_number("--lr"));
+  app.add_option("--style-weight", a.style_weight)->check(cli_flags::positive_number("--style-weight"));
+  app.add_option("--tv-weight", a.tv_weight)->check(cli_flags::positive_number("--tv-weight"));
+  cli_flags::parse_or_exit(app, argc, argv, "tapegrad-style", kUsage);
   if (a.optimizer != "lbfgs" && a.optimizer != "adam")
-    usage_error(fmt::format("--optimizer expects lbfgs or adam, got '{}'", a.optimizer));
-  if (a.size < 16) usage_error(fmt::format("--size must be at least 16, got {}", a.size));
+    cli_flags::usage_error("tapegrad-style", fmt::format("--optimizer expects lbfgs or adam, got '{}'", a.optimizer), kUsage);
+  if (a.size < 16) cli_flags::usage_error("tapegrad-style", fmt::format("--size must be at least 16, got {}", a.size), kUsage);
   if (a.steps < 0) a.steps = a.optimizer == "lbfgs" ? 10 : 300;
   return a;
 }

@@ -1,6 +1,7 @@
 // tapegrad-train: trains a model on Fashion-MNIST (or MNIST) with a progress bar, test metrics
 // after every epoch, metrics.csv, an SVG of the curves, a confusion matrix and an atomic
-// checkpoint per epoch; --resume continues to the same weights as an uninterrupted run.
+// checkpoint per epoch; --resume continues to the same weights as an uninterrupted run, and
+// --config <out>/config.toml repeats a run.
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -297,7 +298,11 @@ int main(int argc, char** argv) {
     auto sched = trainer::make_scheduler(a, *opt);
     std::vector<EpochMetrics> hist;
     int64_t start_epoch = 1;
-    if (world.main()) fs::create_directories(a.out);
+    if (world.main()) {
+      fs::create_directories(a.out);
+      // The flags of this run (command line and --config) for --config to repeat it.
+      write_atomically(a.out + "/config.toml", trainer::config_toml(a));
+    }
     const std::string ckpt = a.out + "/checkpoint.safetensors";
 
     if (!a.resume.empty()) {

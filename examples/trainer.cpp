@@ -1,5 +1,6 @@
-// tapegrad-train's command line and checkpoints (trainer.hpp). Both read user input, so both
-// are fuzzed (tests/fuzz/); every failure is a UsageError or a tg::Error.
+// tapegrad-train's optimizers, schedules and checkpoints (trainer.hpp); the command line is in
+// trainer_args.cpp. Checkpoints are user input, so they are fuzzed (tests/fuzz/); every failure
+// is a UsageError or a tg::Error.
 #include "trainer.hpp"
 
 #include <fmt/format.h>
@@ -7,140 +8,21 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <stdexcept>
-#include <type_traits>
 
 #include "models.hpp"
 
 namespace trainer {
 using tg::Tensor;
 
-const char* const kUsage = R"(usage: tapegrad-train [train] [options]
-       tapegrad-train evaluate --weights FILE [--model NAME] [--data DIR]
-
-Trains a classifier on Fashion-MNIST (any directory with the four IDX files works, MNIST too).
-
-options:
-  --model NAME          mlp | lenet | cnn-bn | resnet-small | densenet-small, or a zoo model with its
-                        small-input stem: alexnet | vgg11_bn | vgg16_bn | googlenet | resnet18 |
-                        resnet34 | resnet50 | densenet121 | densenet-bc-40 | densenet-bc-100
-                        (default cnn-bn); --model list prints them with their parameter counts
-  --epochs N            epochs to train (default 10)
-  --batch-size N        mini-batch size (default 64)
-  --optimizer NAME      sgd | adam | adamw | rmsprop | adagrad | delta-bar-delta   (default sgd)
-  --lr X                initial learning rate (default 0.02)
-  --momentum X          momentum for sgd and rmsprop (default 0.9)
-  --weight-decay X      L2 penalty (decoupled for adamw) (default 5e-4)
-  --scheduler NAME      none | step | exp | inv-time | cosine, stepped per epoch (default cosine)
-  --no-nesterov         plain momentum for sgd (PyTorch's SGD default); Nesterov otherwise
-  --augment             random crop (padding 2) and horizontal flip of the training images
-  --seed N              seed of the weights, the shuffling, dropout and augmentation (default 1)
-  --threads N           threads for the library and OpenBLAS (default: all cores)
-  --data DIR            the IDX files (default /usr/share/datasets/fashion-mnist)
-  --out DIR             metrics.csv, curves.svg, confusion_matrix.csv, checkpoint.safetensors (default out)
-  --resume FILE         continue from a checkpoint written by an earlier run
-  --weights FILE        (evaluate) a checkpoint or a model file saved by tg::save
-  --limit N             train on the first N samples only (quick checks)
-  --quiet               no progress bar, one line per epoch
-  --dot FILE            write the graph of the first training step (Graphviz DOT, autograd::to_dot)
-  --distributed         data-parallel over MPI, under mpirun -np N: each rank trains on its shard of
-                        every epoch with --batch-size samples per step; rank 0 prints and writes
-  --help                this text
-
-The defaults (cnn-bn, 10 epochs, SGD lr 0.02 momentum 0.9 nesterov, weight decay 5e-4, cosine schedule)
-are the recipe of docs/benchmarks.md.
-)";
-
-namespace {
-
-const char* const kSchedulers[] = {"none", "step", "exp", "inv-time", "cosine"};
-
-template <typename T>
-T parse_number(const std::string& flag, const std::string& v) {
-  try {
-    size_t used = 0;
-    T r;
-    if constexpr (std::is_floating_point_v<T>) {
-      r = T(std::stod(v, &used));
-    } else {
-      const long long x = std::stoll(v, &used);
-      // --threads 4294967297 is not 1 thread (an int's truncation): out of range is an error.
-      if constexpr (sizeof(T) < sizeof(long long))
-        if (x < (long long)std::numeric_limits<T>::min() || x > (long long)std::numeric_limits<T>::max())
-          throw std::out_of_range(v);
-      r = T(x);
-    }
-    if (used != v.size()) throw std::invalid_argument(v);
-    return r;
-  } catch (const std::out_of_range&) {
-    throw UsageError(fmt::format("{} is out of range, got '{}'", flag, v));
-  } catch (const std::exception&) {
-    throw UsageError(fmt::format("{} expects a number, got '{}'", flag, v));
-  }
+const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> names = {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"};
+  return names;
 }
 
-}  // namespace
-
-Args parse_args(int argc, const char* const* argv) {
-  Args a;
-  int i = 1;
-  if (i < argc && (std::string(argv[i]) == "train" || std::string(argv[i]) == "evaluate")) a.mode = argv[i++];
-  auto value = [&](const std::string& flag) -> std::string {
-    if (i + 1 >= argc) throw UsageError(flag + " needs a value");
-    return argv[++i];
-  };
-  for (; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--help" || f == "-h") {
-      a.help = true;
-      return a;
-    } else if (f == "--model") a.model = value(f);
-    else if (f == "--epochs") a.epochs = parse_number<int64_t>(f, value(f));
-    else if (f == "--batch-size") a.batch_size = parse_number<int64_t>(f, value(f));
-    else if (f == "--optimizer") a.optimizer = value(f);
-    else if (f == "--lr") a.lr = parse_number<double>(f, value(f));
-    else if (f == "--momentum") a.momentum = parse_number<double>(f, value(f));
-    else if (f == "--weight-decay") a.weight_decay = parse_number<double>(f, value(f));
-    else if (f == "--scheduler") a.scheduler = value(f);
-    else if (f == "--augment") a.augment = true;
-    else if (f == "--no-nesterov") a.nesterov = false;
-    else if (f == "--seed") a.seed = parse_number<uint64_t>(f, value(f));
-    else if (f == "--threads") a.threads = parse_number<int>(f, value(f));
-    else if (f == "--data") a.data = value(f);
-    else if (f == "--out") a.out = value(f);
-    else if (f == "--resume") a.resume = value(f);
-    else if (f == "--weights") a.weights = value(f);
-    else if (f == "--limit") a.limit = parse_number<int64_t>(f, value(f));
-    else if (f == "--quiet") a.quiet = true;
-    else if (f == "--distributed") a.distributed = true;
-    else if (f == "--dot") a.dot = value(f);
-    else throw UsageError(fmt::format("unknown option '{}'", f));
-  }
-  auto one_of = [](const std::string& flag, const std::string& v, std::vector<std::string> allowed) {
-    for (auto& s : allowed)
-      if (s == v) return;
-    throw UsageError(fmt::format("{} must be one of {}, got '{}'", flag, fmt::join(allowed, ", "), v));
-  };
-  if (a.model == "list") {  // the trainer prints the models and their sizes, and trains nothing
-    a.mode = "list";
-    return a;
-  }
-  one_of("--model", a.model, models::names());
-  one_of("--optimizer", a.optimizer, {"sgd", "adam", "adamw", "rmsprop", "adagrad", "delta-bar-delta"});
-  one_of("--scheduler", a.scheduler, std::vector<std::string>(std::begin(kSchedulers), std::end(kSchedulers)));
-  if (a.epochs < 1) throw UsageError(fmt::format("--epochs must be at least 1, got {}", a.epochs));
-  if (a.batch_size < 1) throw UsageError(fmt::format("--batch-size must be at least 1, got {}", a.batch_size));
-  if (!(a.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", a.lr));
-  if (a.threads < 0) throw UsageError(fmt::format("--threads must be positive, got {}", a.threads));
-  if (a.limit < 0) throw UsageError(fmt::format("--limit must be positive, got {}", a.limit));
-  if (a.mode == "evaluate" && a.weights.empty()) throw UsageError("evaluate needs --weights FILE");
-#ifndef TAPEGRAD_HAS_MPI
-  if (a.distributed) throw UsageError("--distributed: this tapegrad-train was built without MPI (TAPEGRAD_MPI is off)");
-#endif
-  if (a.distributed && a.mode == "evaluate")
-    throw UsageError("--distributed is for training; evaluate runs in one process");
-  return a;
+const std::vector<std::string>& scheduler_names() {
+  static const std::vector<std::string> names = {"none", "step", "exp", "inv-time", "cosine"};
+  return names;
 }
 
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const Args& a, const std::vector<Tensor>& params) {
@@ -294,7 +176,7 @@ void check_resume_flags(const std::string& path, const Args& a, const std::map<s
   if (!saved("lr").empty()) before.lr = meta_rate(path, "lr", saved("lr"));
   if (!saved("scheduler").empty()) {
     before.scheduler = saved("scheduler");
-    const auto& known = kSchedulers;
+    const auto& known = scheduler_names();
     if (std::find(std::begin(known), std::end(known), before.scheduler) == std::end(known))
       throw tg::Error(fmt::format("--resume: {}: its metadata has scheduler '{}', expected one of {}", path,
                                   before.scheduler.substr(0, 40), fmt::join(known, ", ")));

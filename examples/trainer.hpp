@@ -34,11 +34,16 @@ struct Args {
   bool quiet = false;
   bool distributed = false;  // under mpirun: one rank per process, DistributedDataParallel
   std::string dot;           // --dot FILE: the first training step's graph (Graphviz DOT)
-  bool help = false;  // --help: print kUsage and do nothing else
+  bool help = false;   // --help: print kUsage and do nothing else
+  std::string config;  // --config FILE: the TOML/INI file the flags not on the command line came from
 };
 
 /// The text of --help.
 extern const char* const kUsage;
+
+/// The --optimizer and --scheduler names, in the order --help lists them.
+const std::vector<std::string>& optimizer_names();
+const std::vector<std::string>& scheduler_names();
 
 /// A bad command line, or a flag that a resumed run cannot change: the trainer prints the
 /// message with a pointer to --help and exits with code 2.
@@ -47,8 +52,16 @@ class UsageError : public tg::Error {
   explicit UsageError(const std::string& what) : tg::Error(what) {}
 };
 
-/// The command line (argv[0] is the program). Throws UsageError naming the flag.
+/// The command line (argv[0] is the program), parsed by CLI11 (trainer_args.cpp). `--config FILE`
+/// reads the flags from a TOML or INI file (`epochs = 3`, `model = "lenet"`, `augment = true`:
+/// the long flags without "--"); a flag on the command line overrides the file. Throws UsageError
+/// naming the flag (and the file, for a value that came from it), what it expects and what it got.
 Args parse_args(int argc, const char* const* argv);
+
+/// The effective configuration of a run as a TOML file that `--config` reads back to the same
+/// Args (every flag but --resume, --config and --help, with the values `a` holds; numbers as
+/// their shortest exact decimal). The trainer writes it to <out>/config.toml.
+std::string config_toml(const Args& a);
 
 std::unique_ptr<tg::optim::Optimizer> make_optimizer(const Args& a, const std::vector<tg::Tensor>& params);
 /// The --scheduler of `a` on `opt`, stepped once per epoch; null for "none".

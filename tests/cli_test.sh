@@ -36,6 +36,18 @@ grep -q "test accuracy" "$work/smoke.log" || fail "no final test accuracy printe
 cmp -s "$work/full/model.safetensors" "$work/part/model.safetensors" || fail "resumed weights differ"
 [[ $(wc -l < "$work/part/metrics.csv") -eq 5 ]] || fail "resumed metrics.csv should list 4 epochs"
 
+# --config <out>/config.toml repeats a run: the same weights byte for byte and the same metrics;
+# a flag on the command line overrides the file (here --out); the file holds every flag.
+[[ -s "$work/full/config.toml" ]] || fail "no config.toml in --out"
+for key in model epochs batch-size optimizer lr scheduler nesterov seed data limit; do
+  grep -q "^$key=" "$work/full/config.toml" || fail "config.toml lacks $key: $(cat "$work/full/config.toml")"
+done
+"$train" --config "$work/full/config.toml" --out "$work/again" > /dev/null
+cmp -s "$work/full/model.safetensors" "$work/again/model.safetensors" || fail "--config config.toml: other weights"
+diff <(cut -d, -f1-6 "$work/full/metrics.csv") <(cut -d, -f1-6 "$work/again/metrics.csv") > /dev/null \
+  || fail "--config config.toml: other metrics"
+grep -q '^out="'"$work"'/again"$' "$work/again/config.toml" || fail "--out did not override the file's out"
+
 # Every schedule: a finished 1-epoch run resumed with --epochs 3 is planned for 3 epochs and ends
 # where a straight 3-epoch run ends (same weights byte for byte, same metrics apart from timing).
 for sched in none step exp inv-time cosine; do
@@ -95,6 +107,13 @@ expect_usage_error "--model" --model resnet-huge
 expect_usage_error "--lr" --lr abc
 expect_usage_error "--optimizer" --optimizer lion
 expect_usage_error "unknown option" --frobnicate
+expect_usage_error "did you mean --epochs" --epoch 3
+expect_usage_error "--model needs a value" --model
+printf 'epochs = 2\nlearning-rate = 0.1\n' > "$work/bad.toml"
+expect_usage_error "bad.toml: unknown key 'learning-rate'" --config "$work/bad.toml"
+printf 'epochs = "two"\n' > "$work/bad.toml"
+expect_usage_error "bad.toml: --epochs expects a number, got 'two'" --config "$work/bad.toml"
+expect_usage_error "--config: '$work/none.toml' is not a readable file" --config "$work/none.toml"
 "$train" --help | grep -q -- "--resume" || fail "--help lacks --resume"
 # --dot: the first training step's graph, as Graphviz DOT, with cnn-bn's fused ops and named leaves.
 "$train" "${common[@]}" --model cnn-bn --epochs 1 --limit 32 --out "$work/dot" --dot "$work/step.dot" >/dev/null

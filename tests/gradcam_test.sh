@@ -45,4 +45,12 @@ rc=$?
 set -e
 [[ $rc -eq 2 ]] || fail "no --weights: exit $rc, expected 2"
 grep -q -- "--weights is required" <<<"$err" || fail "no --weights: $err"
+set +e
+err=$("$gradcam" --weights "$work/run/model.safetensors" --count 0 2>&1); rc=$?
+set -e
+[[ $rc -eq 2 ]] && grep -qF -- "--count expects a positive integer, got '0'" <<<"$err" || fail "--count 0: $rc $err"
+set +e
+err=$("$gradcam" --weights "$work/run/model.safetensors" --layr 2 2>&1); rc=$?
+set -e
+[[ $rc -eq 2 ]] && grep -qF -- "unknown option '--layr' (did you mean --layer?)" <<<"$err" || fail "--layr: $rc $err"
 echo "gradcam_test: all checks passed"

@@ -33,4 +33,15 @@ set +e
 err=$("$style" --content "$work/nope.png" --style "$work/style.png" --size 32 2>&1); rc=$?
 set -e
 [[ $rc -eq 1 ]] && grep -q "nope.png" <<<"$err" || fail "a missing file: $rc $err"
+for bad in "--size 3x|--size expects a positive integer, got '3x'" "--siez 32|unknown option '--siez' (did you mean --size?)" \
+           "--lr|--lr expects a value" "--tv-weight=-1|--tv-weight expects a positive number, got '-1'"; do
+  set +e
+  err=$("$style" --content "$work/content.png" --style "$work/style.png" ${bad%%|*} 2>&1); rc=$?
+  set -e
+  [[ $rc -eq 2 ]] && grep -qF -- "${bad#*|}" <<<"$err" || fail "${bad%%|*}: $rc $err"
+done
+set +e
+err=$("$style" --content "$work/content.png" 2>&1); rc=$?
+set -e
+[[ $rc -eq 2 ]] && grep -q -- "--style is required" <<<"$err" || fail "no --style: $rc $err"
 echo "style_test: all checks passed"

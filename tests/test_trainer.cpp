@@ -107,7 +107,12 @@ TEST_CASE("trainer: parse_args reads the flags and refuses bad ones with a Usage
            {{"--lr", "1e999"}, "--lr is out of range"},
            {{"--model"}, "--model needs a value"},
            {{"--scheduler", "linear"}, "--scheduler must be one of none, step, exp, inv-time, cosine"},
-           {{"--frobnicate"}, "unknown option"},
+           {{"--frobnicate"}, "unknown option '--frobnicate'"},
+           {{"--epoch", "3"}, "unknown option '--epoch' (did you mean --epochs?)"},
+           {{"--seed", "-1"}, "--seed expects an integer >= 0, got '-1'"},  // was taken as 2^64 - 1
+           {{"fit"}, "the command is train or evaluate, got 'fit'"},
+           {{"--config", "/nonexistent/run.toml"}, "--config: '/nonexistent/run.toml' is not a readable file"},
+           {{"--config", "/dev/zero"}, "is not a readable file"},
            {{"evaluate"}, "evaluate needs --weights"}}) {
     try {
       args_of(bad.first);
@@ -115,6 +120,117 @@ TEST_CASE("trainer: parse_args reads the flags and refuses bad ones with a Usage
     } catch (const trainer::UsageError& e) {
       CHECK_MESSAGE(std::string(e.what()).find(bad.second) != std::string::npos, e.what());
     }
+  }
+}
+
+TEST_CASE("trainer: CLI11 forms: --flag=value, a repeated flag takes the last value, --nesterov, -h") {
+  const trainer::Args a = args_of({"--lr=0.5", "--epochs", "3", "--epochs", "4", "--no-nesterov", "--nesterov", "train"});
+  CHECK(a.lr == 0.5);
+  CHECK(a.epochs == 4);
+  CHECK(a.nesterov);
+  CHECK(args_of({"-h"}).help);
+  CHECK(args_of({"--model", "list"}).mode == "list");
+  CHECK(args_of({"--seed", "18446744073709551615"}).seed == 18446744073709551615ull);
+}
+
+namespace {
+// A file in the temporary directory, removed at the end of the scope.
+struct TempFile {
+  std::string path;
+  TempFile(const std::string& name, const std::string& content)
+      : path((fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()))).string()) {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    REQUIRE(f);
+    std::fwrite(content.data(), 1, content.size(), f);
+    std::fclose(f);
+  }
+  ~TempFile() { std::remove(path.c_str()); }
+};
+
+void check_same(const trainer::Args& x, const trainer::Args& y) {
+  CHECK(x.mode == y.mode);
+  CHECK(x.model == y.model);
+  CHECK(x.epochs == y.epochs);
+  CHECK(x.batch_size == y.batch_size);
+  CHECK(x.optimizer == y.optimizer);
+  CHECK(x.lr == y.lr);  // exactly: the file holds the shortest decimal of the double
+  CHECK(x.momentum == y.momentum);
+  CHECK(x.weight_decay == y.weight_decay);
+  CHECK(x.scheduler == y.scheduler);
+  CHECK(x.augment == y.augment);
+  CHECK(x.nesterov == y.nesterov);
+  CHECK(x.seed == y.seed);
+  CHECK(x.threads == y.threads);
+  CHECK(x.data == y.data);
+  CHECK(x.out == y.out);
+  CHECK(x.weights == y.weights);
+  CHECK(x.limit == y.limit);
+  CHECK(x.quiet == y.quiet);
+  CHECK(x.distributed == y.distributed);
+  CHECK(x.dot == y.dot);
+}
+}  // namespace
+
+TEST_CASE("trainer: config_toml reads back through --config to the same flags") {
+  const trainer::Args a = args_of({"--model", "lenet", "--epochs", "7", "--batch-size", "32", "--optimizer", "adamw",
+                                   "--lr", "0.0123456789012345", "--momentum", "0.5", "--weight-decay", "1e-07",
+                                   "--scheduler", "step", "--no-nesterov", "--augment", "--seed", "12345678901234",
+                                   "--threads", "3", "--data", "/data/my \"fashion\" set", "--out", "runs/a b",
+                                   "--limit", "100", "--quiet", "--dot", "g.dot", "--resume", "old.safetensors"});
+  const std::string toml = trainer::config_toml(a);
+  CHECK(toml.find("lr=0.0123456789012345") != std::string::npos);
+  CHECK(toml.find("nesterov=false") != std::string::npos);
+  TempFile f("tapegrad-config.toml", toml);
+  const trainer::Args b = args_of({"--config", f.path});
+  check_same(a, b);
+  CHECK(b.resume.empty());  // a straight run with these flags ends where the resumed one did
+  CHECK(b.config == f.path);
+  // The defaults read back too, and a file written from a file is the same file.
+  const trainer::Args d = args_of({});
+  TempFile g("tapegrad-defaults.toml", trainer::config_toml(d));
+  check_same(d, args_of({"--config", g.path}));
+  CHECK(trainer::config_toml(b) == toml);
+}
+
+TEST_CASE("trainer: --config: the command line overrides the file; INI works; bad keys and values name the file") {
+  TempFile f("tapegrad-run.toml", "# a run\nmodel = \"mlp\"\nepochs = 3\nlr = 0.1\naugment = true\nnesterov = false\n");
+  const trainer::Args a = args_of({"--config", f.path, "--lr", "0.5"});
+  CHECK(a.model == "mlp");
+  CHECK(a.epochs == 3);
+  CHECK(a.lr == 0.5);
+  CHECK(a.augment);
+  CHECK_FALSE(a.nesterov);
+  TempFile ini("tapegrad-run.ini", "; INI comments and spacing\nbatch-size=8\nscheduler=exp\n");
+  const trainer::Args b = args_of({"--config", ini.path});
+  CHECK(b.batch_size == 8);
+  CHECK(b.scheduler == "exp");
+  for (const auto& bad : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"epochs = 3\nfrob = 2\n", {"unknown key 'frob'", "long flags without --"}},
+           {"epohcs = 3\n", {"unknown key 'epohcs'"}},
+           {"epochs = \"3x\"\n", {"--epochs expects a number, got '3x'", "the key 'epochs'"}},
+           {"epochs = 0\n", {"--epochs must be at least 1, got 0", "the key 'epochs'"}},
+           {"lr = -1\n", {"--lr must be positive, got -1"}},
+           {"threads = 4294967297\n", {"--threads is out of range"}},
+           {"optimizer = \"lion\"\n", {"--optimizer must be one of", "got 'lion'"}},
+           {"[train]\nepochs = 2\n", {"a section [train]"}},
+           {"help = true\n", {"'help' cannot be set in a configuration file"}},
+           {"config = \"other.toml\"\n", {"'config' cannot be set"}}}) {
+    TempFile b2("tapegrad-bad.toml", bad.first);
+    try {
+      args_of({"--config", b2.path});
+      FAIL("accepted ", bad.first);
+    } catch (const trainer::UsageError& e) {
+      CHECK_MESSAGE(std::string(e.what()).find(b2.path) != std::string::npos, e.what());
+      for (const auto& part : bad.second)
+        CHECK_MESSAGE(std::string(e.what()).find(part) != std::string::npos, e.what(), " lacks ", part);
+    }
+  }
+  // A bad value typed on the command line is blamed on the command line, not the file.
+  try {
+    args_of({"--config", f.path, "--epochs", "0"});
+    FAIL("accepted --epochs 0");
+  } catch (const trainer::UsageError& e) {
+    CHECK(std::string(e.what()) == "--epochs must be at least 1, got 0");
   }
 }
 

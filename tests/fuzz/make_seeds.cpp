@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
         "evaluate\n--model\nlenet\n--weights\nout/model.safetensors\n--data\n/usr/share/datasets/fashion-mnist",
         "--optimizer\ndelta-bar-delta\n--scheduler\nstep\n--model\nresnet-small\n--out\nruns/a",
         "--help",
+        "--lr=0.1\n--epochs\n3\n--epochs\n4\n--nesterov\n--epoch\n2",
+        "--config\nout/config.toml\n--seed\n18446744073709551615\n--model\nlist",
     };
     int k = 0;
     for (const char* l : lines) write("args", "line" + std::to_string(k++) + ".txt", l);
