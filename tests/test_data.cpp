@@ -916,3 +916,121 @@ TEST_CASE("data: confusion_matrix rows are the true class") {
   CHECK_THROWS_AS(tg::metrics::confusion_matrix(tg::tensor(v, {7, 3}), target, 4), tg::Error);
   CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred, target, 0), tg::Error);
 }
+
+// ---- canvases (segmentation and detection data) ----
+
+namespace {
+
+// Items whose pixels say which item they are: sample i is a 12 x 10 image with a solid 8 x 6
+// rectangle of value 0.5 + i / 100 at rows 2-9, columns 2-7, label i % 10.
+struct Blocks : data::Dataset {
+  int64_t size() const override { return 40; }
+  data::Example get(int64_t i) const override {
+    Tensor img = tg::zeros({1, 12, 10});
+    float* p = img.data_ptr<float>();
+    for (int64_t y = 2; y < 10; ++y)
+      for (int64_t x = 2; x < 8; ++x) p[y * 10 + x] = float(0.5 + double(i) / 100);
+    return {img, tg::scalar_tensor(double(i % 10), tg::kInt64)};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("data: Canvases are deterministic, per canvas, and their labels match their pixels") {
+  Blocks blocks;
+  auto opts = data::CanvasOptions().size(48).items(2, 5).scale(1.0, 2.0).max_iou(0.0).seed(3);
+  data::Canvases a(blocks, 30, opts), b(blocks, 10, opts), other(blocks, 10, opts.seed(4));
+  REQUIRE(a.size() == 30);
+  CHECK(a.images().shape() == tg::Shape{30, 1, 48, 48});
+  CHECK(a.masks().shape() == tg::Shape{30, 48, 48});
+  CHECK(a.masks().dtype() == tg::kInt64);
+  // Canvas i depends on the seed and i only.
+  for (int64_t i = 0; i < 10; ++i) {
+    CHECK(a.get(i).data.to_vector<float>() == b.get(i).data.to_vector<float>());
+    CHECK(a.boxes(i).to_vector<float>() == b.boxes(i).to_vector<float>());
+  }
+  bool differs = false;
+  for (int64_t i = 0; i < 10; ++i) differs |= a.get(i).data.to_vector<float>() != other.get(i).data.to_vector<float>();
+  CHECK(differs);
+
+  // Exact at scale 1 (a solid rectangle's tight box is all foreground); with resizing, the box
+  // is tight (each edge touches the item) and every labelled pixel is of its item's value.
+  data::Canvases exact(blocks, 30, data::CanvasOptions().size(48).items(2, 5).max_iou(0.0).seed(5));
+  for (const data::Canvases* c : {&a, &exact}) {
+    const bool solid = c == &exact;
+    int64_t total_items = 0;
+    for (int64_t i = 0; i < c->size(); ++i) {
+      data::Example ex = c->get(i);
+      CHECK(ex.data.shape() == tg::Shape{1, 48, 48});
+      std::vector<float> px = ex.data.to_vector<float>();
+      std::vector<int64_t> m = ex.target.to_vector<int64_t>();
+      std::vector<float> boxes = c->boxes(i).to_vector<float>();
+      std::vector<int64_t> labels = c->labels(i).to_vector<int64_t>(), sources = c->sources(i).to_vector<int64_t>();
+      int64_t k = int64_t(labels.size());
+      REQUIRE(c->boxes(i).shape() == tg::Shape{k, 4});
+      CHECK(k <= 5);
+      total_items += k;
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t x1 = int64_t(boxes[j * 4]), y1 = int64_t(boxes[j * 4 + 1]);
+        int64_t x2 = int64_t(boxes[j * 4 + 2]), y2 = int64_t(boxes[j * 4 + 3]);
+        CHECK(labels[j] == sources[j] % 10);
+        CHECK(x2 - x1 >= (solid ? 6 : 5));
+        CHECK(y2 - y1 >= (solid ? 8 : 7));
+        CHECK(x2 - x1 <= 13);
+        CHECK(y2 - y1 <= 17);
+        const int64_t mine = labels[j] + 1;
+        int64_t on_left = 0, on_right = 0, on_top = 0, on_bottom = 0, inside = 0;
+        for (int64_t y = y1; y < y2; ++y)
+          for (int64_t x = x1; x < x2; ++x) {
+            bool fg = m[y * 48 + x] == mine;
+            inside += fg;
+            on_left += fg && x == x1, on_right += fg && x == x2 - 1, on_top += fg && y == y1, on_bottom += fg && y == y2 - 1;
+            if (fg) CHECK(px[y * 48 + x] >= 0.2f);
+          }
+        CHECK((on_left > 0 && on_right > 0 && on_top > 0 && on_bottom > 0));
+        if (solid) {
+          CHECK(inside == (x2 - x1) * (y2 - y1));
+          CHECK(px[y1 * 48 + x1] == doctest::Approx(0.5 + double(sources[j]) / 100).epsilon(1e-6));
+        }
+      }
+      // Every labelled pixel lies in a box of its class; the rest is background.
+      for (int64_t y = 0; y < 48; ++y)
+        for (int64_t x = 0; x < 48; ++x) {
+          bool in_box = false;
+          for (int64_t j = 0; j < k; ++j)
+            in_box |= x >= boxes[j * 4] && x < boxes[j * 4 + 2] && y >= boxes[j * 4 + 1] && y < boxes[j * 4 + 3] &&
+                      m[y * 48 + x] == labels[j] + 1;
+          CHECK((m[y * 48 + x] != 0) == in_box);
+        }
+    }
+    CHECK(total_items >= 2 * 30);
+  }
+  // Batches are the stacked canvases.
+  auto batch = a.get_batch({4, 0, 4});
+  CHECK(batch.data.shape() == tg::Shape{3, 1, 48, 48});
+  CHECK(batch.target.shape() == tg::Shape{3, 48, 48});
+  CHECK(batch.target.to_vector<int64_t>()[0] == a.get(4).target.to_vector<int64_t>()[0]);
+}
+
+TEST_CASE("data: Canvases reject bad options and bad sources with tg::Errors that name them") {
+  Blocks blocks;
+  auto thrown = [](auto&& f) {
+    try {
+      f();
+    } catch (const tg::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(thrown([&] { data::Canvases(blocks, 2, data::CanvasOptions().items(3, 2)); }).find("min_items") !=
+        std::string::npos);
+  CHECK(thrown([&] { data::Canvases(blocks, 2, data::CanvasOptions().scale(0, 1)); }).find("scale") !=
+        std::string::npos);
+  CHECK(thrown([&] { data::Canvases(blocks, 2, data::CanvasOptions().size(8)); }).find("larger than the 8x8") !=
+        std::string::npos);
+  data::Canvases ok(blocks, 2);
+  CHECK(thrown([&] { ok.get(2); }).find("index 2 is out of range") != std::string::npos);
+  CHECK(thrown([&] { ok.boxes(-1); }).find("out of range") != std::string::npos);
+  Range range(5);  // [1] float data, not an image
+  CHECK(thrown([&] { data::Canvases(range, 1); }).find("[1, h, w] image") != std::string::npos);
+}
