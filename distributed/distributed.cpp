@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -205,6 +206,7 @@ struct DistributedDataParallel::Reducer {
   std::weak_ptr<int> pass_token;
   int world = 1;
   size_t started_in_hooks = 0, last_started_in_hooks = 0;
+  double last_wait_seconds = 0.0;
 
   Reducer(const std::vector<Tensor>& params, double cap_mb) : world(world_size()) {
     const double cap_bytes = cap_mb * 1024.0 * 1024.0;
@@ -321,8 +323,10 @@ struct DistributedDataParallel::Reducer {
         if (!slots[i].ready) fill_slot(buckets[k].flat, slots[i].offset, slots[i].param, Tensor());
     for (size_t k = next_launch; k < buckets.size(); ++k) buckets[k].pending = 0;
     last_started_in_hooks = started_in_hooks;
+    const auto wait_start = std::chrono::steady_clock::now();
     launch_ready();
     wait_all();
+    last_wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
     for (Slot& s : slots) {
       Tensor& grad = s.param.mutable_grad();
       if (!grad.defined() || grad.numel() != s.param.numel()) grad = zeros_like(s.param);
@@ -381,5 +385,11 @@ Tensor DistributedDataParallel::forward(const Tensor& x) {
 
 size_t DistributedDataParallel::bucket_count() const { return reducer_->buckets.size(); }
 size_t DistributedDataParallel::buckets_started_in_backward() const { return reducer_->last_started_in_hooks; }
+double DistributedDataParallel::last_wait_seconds() const { return reducer_->last_wait_seconds; }
+std::vector<int64_t> DistributedDataParallel::bucket_numels() const {
+  std::vector<int64_t> out;
+  for (const auto& b : reducer_->buckets) out.push_back(b.flat.numel());
+  return out;
+}
 
 }  // namespace tg::distributed

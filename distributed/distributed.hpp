@@ -81,6 +81,11 @@ class DistributedDataParallel : public nn::Module {
   /// Of the last backward: how many buckets started their all-reduce from a gradient hook, while
   /// backward was still running (the others started when it ended).
   size_t buckets_started_in_backward() const;
+  /// Of the last backward: the seconds its end spent starting the buckets still waiting and
+  /// waiting for every all-reduce to complete: the communication that backward did not hide.
+  double last_wait_seconds() const;
+  /// Elements of each bucket, in the order they are reduced.
+  std::vector<int64_t> bucket_numels() const;
 
  private:
   struct Reducer;

@@ -164,6 +164,14 @@ void same_as_one_process(const Net& net, tg::Dtype d, double tol, double bucket_
   auto ddp = std::make_shared<dist::DistributedDataParallel>(
       model, dist::DistributedDataParallelOptions().bucket_cap_mb(bucket_cap_mb));
   EXPECT(ddp->bucket_count() == want_buckets);
+  {  // the buckets hold every parameter element once
+    int64_t in_buckets = 0, params = 0;
+    for (int64_t k : ddp->bucket_numels()) in_buckets += k;
+    for (const Tensor& p : model->parameters()) params += p.numel();
+    EXPECT(ddp->bucket_numels().size() == want_buckets);
+    EXPECT(in_buckets == params);
+  }
+  EXPECT(ddp->last_wait_seconds() == 0.0);  // no backward yet
   // named as in PyTorch: the wrapped model's names under "module."
   auto named = ddp->named_parameters(), inner = ref->named_parameters();
   EXPECT(named.size() == inner.size());
@@ -184,6 +192,7 @@ void same_as_one_process(const Net& net, tg::Dtype d, double tol, double bucket_
     tg::nn::functional::cross_entropy(ddp->forward(x), y).backward();
     // Every bucket fills during backward, so every all-reduce starts before backward ends.
     EXPECT(ddp->buckets_started_in_backward() == want_buckets);
+    EXPECT(ddp->last_wait_seconds() >= 0.0 && ddp->last_wait_seconds() < 60.0);
     if (step == 0) {
       // When backward returns, every rank holds the gradient of the whole batch.
       auto ref_params = ref->parameters(), params = ddp->parameters();
