@@ -8,32 +8,20 @@
 #include <string>
 #include <vector>
 
+#include "arg.hpp"
 #include "tensor.hpp"
 
 namespace tg {
 
 class GradcheckOptions {
- public:
-  GradcheckOptions& eps(double v) { eps_ = v; return *this; }
-  GradcheckOptions& atol(double v) { atol_ = v; return *this; }
-  GradcheckOptions& rtol(double v) { rtol_ = v; return *this; }
+  TG_ARG(double, eps) = 1e-6;
+  TG_ARG(double, atol) = 1e-5;
+  TG_ARG(double, rtol) = 1e-3;
   /// Inputs with more elements than this are checked along random directions instead of per element.
-  GradcheckOptions& max_elements(int64_t v) { max_elements_ = v; return *this; }
+  TG_ARG(int64_t, max_elements) = 4096;
   /// Number of random directions (output side and, for large inputs, input side).
-  GradcheckOptions& projections(int v) { projections_ = v; return *this; }
-  GradcheckOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  double eps() const { return eps_; }
-  double atol() const { return atol_; }
-  double rtol() const { return rtol_; }
-  int64_t max_elements() const { return max_elements_; }
-  int projections() const { return projections_; }
-  uint64_t seed() const { return seed_; }
-
- private:
-  double eps_ = 1e-6, atol_ = 1e-5, rtol_ = 1e-3;
-  int64_t max_elements_ = 4096;
-  int projections_ = 4;
-  uint64_t seed_ = 0x5eed;
+  TG_ARG(int, projections) = 4;
+  TG_ARG(uint64_t, seed) = 0x5eed;
 };
 
 struct GradcheckResult {

@@ -21,14 +21,21 @@
 #include <cstdint>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "dataset.hpp"
 
 namespace tg::data {
 
 class CanvasOptions {
- public:
   /// Canvas side in pixels (square canvases).
-  CanvasOptions& size(int64_t v) { size_ = v; return *this; }
+  TG_ARG(int64_t, size) = 64;
+  /// Largest IoU allowed between an item's placement box and an earlier one's (0: no overlap).
+  TG_ARG(double, max_iou) = 0.1;
+  /// A resized item pixel >= threshold is the item's (mask and box).
+  TG_ARG(double, threshold) = 0.2;
+  TG_ARG(uint64_t, seed) = 0;
+
+ public:
   /// Items per canvas, uniform in [min_items, max_items].
   CanvasOptions& items(int64_t min_items, int64_t max_items) {
     min_items_ = min_items;
@@ -41,25 +48,14 @@ class CanvasOptions {
     max_scale_ = max_scale;
     return *this;
   }
-  /// Largest IoU allowed between an item's placement box and an earlier one's (0: no overlap).
-  CanvasOptions& max_iou(double v) { max_iou_ = v; return *this; }
-  /// A resized item pixel >= threshold is the item's (mask and box).
-  CanvasOptions& threshold(double v) { threshold_ = v; return *this; }
-  CanvasOptions& seed(uint64_t v) { seed_ = v; return *this; }
-
-  int64_t size() const { return size_; }
   int64_t min_items() const { return min_items_; }
   int64_t max_items() const { return max_items_; }
   double min_scale() const { return min_scale_; }
   double max_scale() const { return max_scale_; }
-  double max_iou() const { return max_iou_; }
-  double threshold() const { return threshold_; }
-  uint64_t seed() const { return seed_; }
 
  private:
-  int64_t size_ = 64, min_items_ = 2, max_items_ = 4;
-  double min_scale_ = 1.0, max_scale_ = 1.0, max_iou_ = 0.1, threshold_ = 0.2;
-  uint64_t seed_ = 0;
+  int64_t min_items_ = 2, max_items_ = 4;
+  double min_scale_ = 1.0, max_scale_ = 1.0;
 };
 
 class Canvases : public Dataset {

@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "../autograd/arg.hpp"
 #include "dataset.hpp"
 #include "sampler.hpp"
 #include "transforms.hpp"
@@ -26,44 +27,29 @@
 namespace tg::data {
 
 class DataLoaderOptions {
- public:
-  DataLoaderOptions() = default;
-  DataLoaderOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
+  TG_ARG(int64_t, batch_size) = 1;
   /// Visit the samples in a new random order each epoch.
-  DataLoaderOptions& shuffle(bool v) { shuffle_ = v; return *this; }
+  TG_ARG(bool, shuffle) = false;
+  /// Drop the last batch when it is smaller than batch_size.
+  TG_ARG(bool, drop_last) = false;
+  /// Background threads preparing batches; 0 prepares each batch in next() on the caller's thread.
+  TG_ARG(int, num_workers) = 1;
+  /// Batches prepared ahead of the one being consumed (the queue's bound), at least 1.
+  TG_ARG(int, prefetch) = 2;
+  /// The sample order of each epoch comes from sampler->indices(epoch) instead of 0..n-1 (or a
+  /// shuffle): a DistributedSampler gives each rank its shard. Exclusive with shuffle(true).
+  TG_ARG(std::shared_ptr<const Sampler>, sampler);
+  /// Applied to each sample's data in a worker, with a generator seeded from (seed, epoch, index).
+  TG_ARG(Transform, transform);
+
+ public:
   /// Seed of the shuffle and of the transforms. Unset, it is drawn once from the global tg
   /// generator when the loader is made (so tg::manual_seed still makes runs repeatable).
   DataLoaderOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  /// Drop the last batch when it is smaller than batch_size.
-  DataLoaderOptions& drop_last(bool v) { drop_last_ = v; return *this; }
-  /// Background threads preparing batches; 0 prepares each batch in next() on the caller's thread.
-  DataLoaderOptions& num_workers(int v) { num_workers_ = v; return *this; }
-  /// Batches prepared ahead of the one being consumed (the queue's bound), at least 1.
-  DataLoaderOptions& prefetch(int v) { prefetch_ = v; return *this; }
-  /// The sample order of each epoch comes from sampler->indices(epoch) instead of 0..n-1 (or a
-  /// shuffle): a DistributedSampler gives each rank its shard. Exclusive with shuffle(true).
-  DataLoaderOptions& sampler(std::shared_ptr<const Sampler> s) { sampler_ = std::move(s); return *this; }
-  /// Applied to each sample's data in a worker, with a generator seeded from (seed, epoch, index).
-  DataLoaderOptions& transform(Transform t) { transform_ = std::move(t); return *this; }
-
-  int64_t batch_size() const { return batch_size_; }
-  bool shuffle() const { return shuffle_; }
   const std::optional<uint64_t>& seed() const { return seed_; }
-  bool drop_last() const { return drop_last_; }
-  int num_workers() const { return num_workers_; }
-  int prefetch() const { return prefetch_; }
-  const Transform& transform() const { return transform_; }
-  const std::shared_ptr<const Sampler>& sampler() const { return sampler_; }
 
  private:
-  int64_t batch_size_ = 1;
-  bool shuffle_ = false;
   std::optional<uint64_t> seed_;
-  bool drop_last_ = false;
-  int num_workers_ = 1;
-  int prefetch_ = 2;
-  Transform transform_;
-  std::shared_ptr<const Sampler> sampler_;
 };
 
 class DataLoader {

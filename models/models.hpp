@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "../autograd/arg.hpp"
 #include "../nn/module.hpp"
 #include "densenet.hpp"
 #include "googlenet.hpp"
@@ -21,35 +22,24 @@
 
 namespace tg::models {
 
-#define TG_MODEL_OPT(T, name)               \
- public:                                    \
-  auto& name(T v) {                         \
-    name##_ = std::move(v);                 \
-    return *this;                           \
-  }                                         \
-  const T& name() const { return name##_; } \
-                                            \
- private:                                   \
-  T name##_
 
 /// What every factory takes; each option is ignored by the architectures it does not apply to.
 class ModelOptions {
   /// Outputs of the last linear layer.
-  TG_MODEL_OPT(int64_t, num_classes){1000};
+  TG_ARG(int64_t, num_classes){1000};
   /// Channels of the input image (1 for Fashion-MNIST).
-  TG_MODEL_OPT(int64_t, in_channels){3};
+  TG_ARG(int64_t, in_channels){3};
   /// DenseNet: a transition keeps floor(compression * channels) channels.
-  TG_MODEL_OPT(double, compression){0.5};
+  TG_ARG(double, compression){0.5};
   /// false: the ImageNet stem; true: a 3x3 stride-1 first convolution and no early max pooling.
-  TG_MODEL_OPT(bool, small_input){false};
+  TG_ARG(bool, small_input){false};
   /// Dropout probability; unset: the architecture's default (AlexNet and VGG 0.5 before the
   /// hidden linear layers, GoogLeNet 0.2 before fc, DenseNet 0 after each layer, ResNet none).
-  TG_MODEL_OPT(std::optional<double>, dropout);
+  TG_ARG(std::optional<double>, dropout);
   /// DenseNet: recompute each layer's concat-BN-ReLU-1x1 conv in backward (tg::checkpoint)
   /// instead of keeping it, as torchvision's memory_efficient=True.
-  TG_MODEL_OPT(bool, memory_efficient){false};
+  TG_ARG(bool, memory_efficient){false};
 };
-#undef TG_MODEL_OPT
 
 using ModulePtr = std::shared_ptr<nn::Module>;
 

@@ -15,34 +15,25 @@
 #include <random>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "../nn/modules.hpp"
 
 namespace tg::models {
 
-#define TG_WAVENET_OPT(T, name)             \
- public:                                    \
-  auto& name(T v) {                         \
-    name##_ = std::move(v);                 \
-    return *this;                           \
-  }                                         \
-  const T& name() const { return name##_; } \
-                                            \
- private:                                   \
-  T name##_
 
 class WaveNetOptions {
   /// Mu-law codes in and logits out (256: 8-bit mu-law).
-  TG_WAVENET_OPT(int64_t, quantization_channels){256};
+  TG_ARG(int64_t, quantization_channels){256};
   /// Channels of the residual stream (the embedding of the input codes has as many).
-  TG_WAVENET_OPT(int64_t, residual_channels){32};
+  TG_ARG(int64_t, residual_channels){32};
   /// Channels of each half of the gate (tanh and sigmoid), before the 1x1 convolutions.
-  TG_WAVENET_OPT(int64_t, gate_channels){32};
+  TG_ARG(int64_t, gate_channels){32};
   /// Channels of the skip connections and of the output layers' hidden 1x1 convolution.
-  TG_WAVENET_OPT(int64_t, skip_channels){64};
+  TG_ARG(int64_t, skip_channels){64};
   /// Layers per cycle k: dilations 1, 2, ..., 2^(k-1).
-  TG_WAVENET_OPT(int64_t, layers_per_cycle){8};
+  TG_ARG(int64_t, layers_per_cycle){8};
   /// How many times the cycle of dilations repeats.
-  TG_WAVENET_OPT(int64_t, cycles){2};
+  TG_ARG(int64_t, cycles){2};
 };
 
 namespace functional {

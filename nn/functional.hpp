@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "../autograd/tensor.hpp"
 
 namespace tg {
@@ -36,17 +37,6 @@ struct IntList : std::vector<int64_t> {
   IntList(std::vector<int64_t> v) : std::vector<int64_t>(std::move(v)) {}          // NOLINT
   IntList(int v) : std::vector<int64_t>{int64_t(v)} {}                             // NOLINT
 };
-
-#define TG_ARG(T, name)                              \
- public:                                             \
-  auto& name(T v) {                                  \
-    name##_ = std::move(v);                          \
-    return *this;                                    \
-  }                                                  \
-  const T& name() const { return name##_; }          \
-                                                     \
- private:                                            \
-  T name##_
 
 /// Stride, padding, dilation: one value for every spatial dim, or one per dim.
 class ConvOptions {
@@ -96,7 +86,6 @@ class CrossEntropyOptions {
   TG_ARG(double, label_smoothing){0.0};
   TG_ARG(Reduction, reduction){kMean};
 };
-#undef TG_ARG
 
 // ---- linear and convolution ----
 /// x [..., in] @ w[out, in]^T + b[out].

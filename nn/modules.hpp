@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "functional.hpp"
 #include "module.hpp"
 
@@ -14,24 +15,14 @@ namespace tg::nn {
 
 using functional::IntList;
 
-#define TG_OPT(T, name)                     \
- public:                                    \
-  auto& name(T v) {                         \
-    name##_ = std::move(v);                 \
-    return *this;                           \
-  }                                         \
-  const T& name() const { return name##_; } \
-                                            \
- private:                                   \
-  T name##_
 
 // ---- linear and convolution ----
 class LinearOptions {
  public:
   LinearOptions(int64_t in, int64_t out) : in_features_(in), out_features_(out) {}
-  TG_OPT(int64_t, in_features);
-  TG_OPT(int64_t, out_features);
-  TG_OPT(bool, bias){true};
+  TG_ARG(int64_t, in_features);
+  TG_ARG(int64_t, out_features);
+  TG_ARG(bool, bias){true};
 };
 class Linear : public Module {
  public:
@@ -48,14 +39,14 @@ class ConvNdOptions {
  public:
   ConvNdOptions(int64_t in, int64_t out, IntList kernel)
       : in_channels_(in), out_channels_(out), kernel_size_(std::move(kernel)) {}
-  TG_OPT(int64_t, in_channels);
-  TG_OPT(int64_t, out_channels);
-  TG_OPT(IntList, kernel_size);
-  TG_OPT(IntList, stride){1};
-  TG_OPT(IntList, padding){0};
-  TG_OPT(IntList, dilation){1};
-  TG_OPT(int64_t, groups){1};
-  TG_OPT(bool, bias){true};
+  TG_ARG(int64_t, in_channels);
+  TG_ARG(int64_t, out_channels);
+  TG_ARG(IntList, kernel_size);
+  TG_ARG(IntList, stride){1};
+  TG_ARG(IntList, padding){0};
+  TG_ARG(IntList, dilation){1};
+  TG_ARG(int64_t, groups){1};
+  TG_ARG(bool, bias){true};
 };
 using Conv1dOptions = ConvNdOptions;
 using Conv2dOptions = ConvNdOptions;
@@ -88,15 +79,15 @@ class ConvTranspose2dOptions {
  public:
   ConvTranspose2dOptions(int64_t in, int64_t out, IntList kernel)
       : in_channels_(in), out_channels_(out), kernel_size_(std::move(kernel)) {}
-  TG_OPT(int64_t, in_channels);
-  TG_OPT(int64_t, out_channels);
-  TG_OPT(IntList, kernel_size);
-  TG_OPT(IntList, stride){1};
-  TG_OPT(IntList, padding){0};
-  TG_OPT(IntList, output_padding){0};
-  TG_OPT(IntList, dilation){1};
-  TG_OPT(int64_t, groups){1};
-  TG_OPT(bool, bias){true};
+  TG_ARG(int64_t, in_channels);
+  TG_ARG(int64_t, out_channels);
+  TG_ARG(IntList, kernel_size);
+  TG_ARG(IntList, stride){1};
+  TG_ARG(IntList, padding){0};
+  TG_ARG(IntList, output_padding){0};
+  TG_ARG(IntList, dilation){1};
+  TG_ARG(int64_t, groups){1};
+  TG_ARG(bool, bias){true};
 };
 class ConvTranspose2d : public Module {
  public:
@@ -111,13 +102,13 @@ class LocallyConnected2dOptions {
   /// in_size: the input's spatial size (H, W), needed to size the unshared weights.
   LocallyConnected2dOptions(int64_t in, int64_t out, IntList in_size, IntList kernel)
       : in_channels_(in), out_channels_(out), in_size_(std::move(in_size)), kernel_size_(std::move(kernel)) {}
-  TG_OPT(int64_t, in_channels);
-  TG_OPT(int64_t, out_channels);
-  TG_OPT(IntList, in_size);
-  TG_OPT(IntList, kernel_size);
-  TG_OPT(IntList, stride){1};
-  TG_OPT(IntList, padding){0};
-  TG_OPT(bool, bias){true};
+  TG_ARG(int64_t, in_channels);
+  TG_ARG(int64_t, out_channels);
+  TG_ARG(IntList, in_size);
+  TG_ARG(IntList, kernel_size);
+  TG_ARG(IntList, stride){1};
+  TG_ARG(IntList, padding){0};
+  TG_ARG(bool, bias){true};
 };
 /// One filter bank per output position: weight [OH * OW, O, C * kh * kw], bias [O, OH, OW].
 class LocallyConnected2d : public Module {
@@ -157,11 +148,11 @@ class AdaptiveAvgPool2d : public Module {
 class BatchNormOptions {
  public:
   BatchNormOptions(int64_t features) : num_features_(features) {}  // NOLINT
-  TG_OPT(int64_t, num_features);
-  TG_OPT(double, eps){1e-5};
-  TG_OPT(double, momentum){0.1};
-  TG_OPT(bool, affine){true};
-  TG_OPT(bool, track_running_stats){true};
+  TG_ARG(int64_t, num_features);
+  TG_ARG(double, eps){1e-5};
+  TG_ARG(double, momentum){0.1};
+  TG_ARG(bool, affine){true};
+  TG_ARG(bool, track_running_stats){true};
 };
 /// Batch norm over [N, C] / [N, C, L] (BatchNorm1d) or [N, C, H, W] (BatchNorm2d).
 class BatchNormNd : public Module {
@@ -191,10 +182,10 @@ using BatchNorm2dOptions = BatchNormOptions;
 class GroupNormOptions {
  public:
   GroupNormOptions(int64_t groups, int64_t channels) : num_groups_(groups), num_channels_(channels) {}
-  TG_OPT(int64_t, num_groups);
-  TG_OPT(int64_t, num_channels);
-  TG_OPT(double, eps){1e-5};
-  TG_OPT(bool, affine){true};
+  TG_ARG(int64_t, num_groups);
+  TG_ARG(int64_t, num_channels);
+  TG_ARG(double, eps){1e-5};
+  TG_ARG(bool, affine){true};
 };
 class GroupNorm : public Module {
  public:
@@ -208,9 +199,9 @@ class GroupNorm : public Module {
 class LayerNormOptions {
  public:
   LayerNormOptions(Shape normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}  // NOLINT
-  TG_OPT(Shape, normalized_shape);
-  TG_OPT(double, eps){1e-5};
-  TG_OPT(bool, elementwise_affine){true};
+  TG_ARG(Shape, normalized_shape);
+  TG_ARG(double, eps){1e-5};
+  TG_ARG(bool, elementwise_affine){true};
 };
 class LayerNorm : public Module {
  public:
@@ -223,10 +214,10 @@ class LayerNorm : public Module {
 class LocalResponseNormOptions {
  public:
   LocalResponseNormOptions(int64_t size) : size_(size) {}  // NOLINT
-  TG_OPT(int64_t, size);
-  TG_OPT(double, alpha){1e-4};
-  TG_OPT(double, beta){0.75};
-  TG_OPT(double, k){1.0};
+  TG_ARG(int64_t, size);
+  TG_ARG(double, alpha){1e-4};
+  TG_ARG(double, beta){0.75};
+  TG_ARG(double, k){1.0};
 };
 class LocalResponseNorm : public Module {
  public:
@@ -387,6 +378,5 @@ class ModuleList : public ModuleSequence {
   ModuleList(ModuleList&&) = default;
 };
 
-#undef TG_OPT
 
 }  // namespace tg::nn

@@ -11,12 +11,12 @@ namespace tg::optim {
 class AdagradOptions : public OptimizerOptions {
  public:
   AdagradOptions(double lr = 1e-2) : lr_(lr) {}  // NOLINT: implicit, as libtorch's
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(double, lr_decay) = 0.0;
-  TG_OPTIM_ARG(double, weight_decay) = 0.0;
-  TG_OPTIM_ARG(double, initial_accumulator_value) = 0.0;
-  TG_OPTIM_ARG(double, eps) = 1e-10;
-  TG_OPTIM_ARG(bool, maximize) = false;
+  TG_ARG(double, lr);
+  TG_ARG(double, lr_decay) = 0.0;
+  TG_ARG(double, weight_decay) = 0.0;
+  TG_ARG(double, initial_accumulator_value) = 0.0;
+  TG_ARG(double, eps) = 1e-10;
+  TG_ARG(bool, maximize) = false;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<AdagradOptions>(*this); }

@@ -17,12 +17,12 @@ using Betas = std::tuple<double, double>;
 class AdamOptions : public OptimizerOptions {
  public:
   AdamOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT: implicit, as libtorch's
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
-  TG_OPTIM_ARG(double, eps) = 1e-8;
-  TG_OPTIM_ARG(double, weight_decay) = 0.0;
-  TG_OPTIM_ARG(bool, amsgrad) = false;
-  TG_OPTIM_ARG(bool, maximize) = false;
+  TG_ARG(double, lr);
+  TG_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
+  TG_ARG(double, eps) = 1e-8;
+  TG_ARG(double, weight_decay) = 0.0;
+  TG_ARG(bool, amsgrad) = false;
+  TG_ARG(bool, maximize) = false;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<AdamOptions>(*this); }
@@ -37,12 +37,12 @@ class AdamOptions : public OptimizerOptions {
 class AdamWOptions : public OptimizerOptions {
  public:
   AdamWOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT: implicit, as libtorch's
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
-  TG_OPTIM_ARG(double, eps) = 1e-8;
-  TG_OPTIM_ARG(double, weight_decay) = 1e-2;
-  TG_OPTIM_ARG(bool, amsgrad) = false;
-  TG_OPTIM_ARG(bool, maximize) = false;
+  TG_ARG(double, lr);
+  TG_ARG(Betas, betas) = std::make_tuple(0.9, 0.999);
+  TG_ARG(double, eps) = 1e-8;
+  TG_ARG(double, weight_decay) = 1e-2;
+  TG_ARG(bool, amsgrad) = false;
+  TG_ARG(bool, maximize) = false;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<AdamWOptions>(*this); }

@@ -18,11 +18,11 @@ namespace tg::optim {
 class DeltaBarDeltaOptions : public OptimizerOptions {
  public:
   DeltaBarDeltaOptions(double lr) : lr_(lr), kappa_(lr / 10) {}  // NOLINT: implicit, like SGDOptions
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(double, kappa);
-  TG_OPTIM_ARG(double, phi) = 0.1;
-  TG_OPTIM_ARG(double, theta) = 0.7;
-  TG_OPTIM_ARG(double, weight_decay) = 0.0;
+  TG_ARG(double, lr);
+  TG_ARG(double, kappa);
+  TG_ARG(double, phi) = 0.1;
+  TG_ARG(double, theta) = 0.7;
+  TG_ARG(double, weight_decay) = 0.0;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<DeltaBarDeltaOptions>(*this); }

@@ -27,20 +27,20 @@ namespace tg::optim {
 class LBFGSOptions : public OptimizerOptions {
  public:
   LBFGSOptions(double lr = 1) : lr_(lr) {}  // NOLINT: implicit, as libtorch's
-  TG_OPTIM_ARG(double, lr);
+  TG_ARG(double, lr);
   /// Iterations per step() call (>= 1).
-  TG_OPTIM_ARG(int64_t, max_iter) = 20;
+  TG_ARG(int64_t, max_iter) = 20;
   /// Closure evaluations per step() call (>= 1); unset: max_iter * 5 / 4, fixed when the
   /// optimizer is built (as PyTorch).
-  TG_OPTIM_ARG(std::optional<int64_t>, max_eval);
+  TG_ARG(std::optional<int64_t>, max_eval);
   /// Stop when max |g| <= tolerance_grad.
-  TG_OPTIM_ARG(double, tolerance_grad) = 1e-7;
+  TG_ARG(double, tolerance_grad) = 1e-7;
   /// Stop when the step, the loss change or the directional derivative is below it.
-  TG_OPTIM_ARG(double, tolerance_change) = 1e-9;
+  TG_ARG(double, tolerance_change) = 1e-9;
   /// Correction pairs (s, y) kept (>= 1).
-  TG_OPTIM_ARG(int64_t, history_size) = 100;
+  TG_ARG(int64_t, history_size) = 100;
   /// "" (fixed steps t = lr) or "strong_wolfe".
-  TG_OPTIM_ARG(std::string, line_search_fn) = "";
+  TG_ARG(std::string, line_search_fn) = "";
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<LBFGSOptions>(*this); }

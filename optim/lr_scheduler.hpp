@@ -143,13 +143,13 @@ enum class ThresholdMode { Rel, Abs };
 
 /// Options of ReduceLROnPlateau, PyTorch's names and defaults.
 class ReduceLROnPlateauOptions {
-  TG_OPTIM_ARG(PlateauMode, mode) = PlateauMode::Min;
-  TG_OPTIM_ARG(double, factor) = 0.1;
-  TG_OPTIM_ARG(int64_t, patience) = 10;
-  TG_OPTIM_ARG(double, threshold) = 1e-4;
-  TG_OPTIM_ARG(ThresholdMode, threshold_mode) = ThresholdMode::Rel;
-  TG_OPTIM_ARG(int64_t, cooldown) = 0;
-  TG_OPTIM_ARG(double, eps) = 1e-8;
+  TG_ARG(PlateauMode, mode) = PlateauMode::Min;
+  TG_ARG(double, factor) = 0.1;
+  TG_ARG(int64_t, patience) = 10;
+  TG_ARG(double, threshold) = 1e-4;
+  TG_ARG(ThresholdMode, threshold_mode) = ThresholdMode::Rel;
+  TG_ARG(int64_t, cooldown) = 0;
+  TG_ARG(double, eps) = 1e-8;
 
  public:
   /// One floor for every group, or one per group.

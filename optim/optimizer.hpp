@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "../autograd/tensor.hpp"
 
 namespace tg::optim {
@@ -29,18 +30,6 @@ namespace tg::optim {
 using StateDict = std::map<std::string, Tensor>;
 using LossClosure = std::function<Tensor()>;
 
-/// Declares option `name` of type T with a fluent setter and a getter (libtorch's TORCH_ARG);
-/// follow with the default: `TG_OPTIM_ARG(double, momentum) = 0;`.
-#define TG_OPTIM_ARG(T, name)               \
- public:                                    \
-  auto& name(T v) {                         \
-    name##_ = std::move(v);                 \
-    return *this;                           \
-  }                                         \
-  const T& name() const { return name##_; } \
-                                            \
- private:                                   \
-  T name##_
 
 /// Base of the per-optimizer options classes (SGDOptions, AdamOptions, ...).
 class OptimizerOptions {

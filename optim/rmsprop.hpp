@@ -12,13 +12,13 @@ namespace tg::optim {
 class RMSpropOptions : public OptimizerOptions {
  public:
   RMSpropOptions(double lr = 1e-2) : lr_(lr) {}  // NOLINT: implicit, as libtorch's
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(double, alpha) = 0.99;
-  TG_OPTIM_ARG(double, eps) = 1e-8;
-  TG_OPTIM_ARG(double, weight_decay) = 0.0;
-  TG_OPTIM_ARG(double, momentum) = 0.0;
-  TG_OPTIM_ARG(bool, centered) = false;
-  TG_OPTIM_ARG(bool, maximize) = false;
+  TG_ARG(double, lr);
+  TG_ARG(double, alpha) = 0.99;
+  TG_ARG(double, eps) = 1e-8;
+  TG_ARG(double, weight_decay) = 0.0;
+  TG_ARG(double, momentum) = 0.0;
+  TG_ARG(bool, centered) = false;
+  TG_ARG(bool, maximize) = false;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<RMSpropOptions>(*this); }

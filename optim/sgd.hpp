@@ -12,12 +12,12 @@ namespace tg::optim {
 class SGDOptions : public OptimizerOptions {
  public:
   SGDOptions(double lr) : lr_(lr) {}  // NOLINT: implicit, as libtorch's (SGD opt(params, 0.1))
-  TG_OPTIM_ARG(double, lr);
-  TG_OPTIM_ARG(double, momentum) = 0.0;
-  TG_OPTIM_ARG(double, dampening) = 0.0;
-  TG_OPTIM_ARG(double, weight_decay) = 0.0;
-  TG_OPTIM_ARG(bool, nesterov) = false;
-  TG_OPTIM_ARG(bool, maximize) = false;
+  TG_ARG(double, lr);
+  TG_ARG(double, momentum) = 0.0;
+  TG_ARG(double, dampening) = 0.0;
+  TG_ARG(double, weight_decay) = 0.0;
+  TG_ARG(bool, nesterov) = false;
+  TG_ARG(bool, maximize) = false;
 
  public:
   std::unique_ptr<OptimizerOptions> clone() const override { return std::make_unique<SGDOptions>(*this); }
