@@ -143,7 +143,7 @@ Assignment assign(const Tensor& proposals, const Tensor& truth, double fg_iou, d
 
 // n distinct draws from [0, size) (all of them when n >= size).
 std::vector<int64_t> sample(int64_t size, int64_t n, std::mt19937_64& rng) {
-  std::vector<int64_t> idx(size_t(size));
+  std::vector<int64_t> idx(static_cast<size_t>(size));
   std::iota(idx.begin(), idx.end(), int64_t(0));
   n = std::min(n, size);
   for (int64_t i = 0; i < n; ++i)

@@ -34,8 +34,8 @@ for prefix, n in (("train", 64), ("t10k", 32)):
 PY
 
 small=(--data "$work/data" --size 48 --train-canvases 16 --test-canvases 6 --min-scale 0.6 --max-scale 0.9
-       --epochs 2 --batch 4 --rois 16 --max-steps 3 --threads 1 --log-every 1 --draw 5)
-"$det" "${small[@]}" --out "$work/out" | tee "$work/log.txt"
+       --epochs 2 --batch 4 --rois 16 --max-steps 3 --threads 1 --log-every 1)
+"$det" "${small[@]}" --draw 5 --out "$work/out" | tee "$work/log.txt"
 grep -q '^data: 16 train canvases (.* objects), 6 test canvases' "$work/log.txt" || fail "no data line"
 grep -Eq '^proposals: [0-9]+ sliding windows per canvas .* (0\.[0-9]+|1\.000) of the test objects' "$work/log.txt" \
   || fail "no proposal line"
