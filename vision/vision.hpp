@@ -45,6 +45,95 @@ Tensor box_iou(const Tensor& a, const Tensor& b);
 /// dropped when its IoU with a kept, higher-scoring box is greater than iou_threshold.
 Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold);
 
+/// Options of encode_boxes / decode_boxes: the weights (wx, wy, ww, wh) that scale the deltas
+/// (torchvision's BoxCoder weights; Faster R-CNN's box head uses 10, 10, 5, 5) and the largest
+/// dw, dh that decode_boxes exponentiates (torchvision's bbox_xform_clip, log(1000 / 16)).
+class BoxCoderOptions {
+ public:
+  BoxCoderOptions() = default;
+  BoxCoderOptions(double wx, double wy, double ww, double wh) : weights_{wx, wy, ww, wh} {}
+  BoxCoderOptions& weights(double wx, double wy, double ww, double wh) {
+    weights_ = {wx, wy, ww, wh};
+    return *this;
+  }
+  BoxCoderOptions& clip(double v) { clip_ = v; return *this; }
+  const std::vector<double>& weights() const { return weights_; }
+  double clip() const { return clip_; }
+
+ private:
+  std::vector<double> weights_{1.0, 1.0, 1.0, 1.0};
+  double clip_ = 4.135166556742356;  // log(1000 / 16)
+};
+
+/// The R-CNN box-regression targets (Girshick et al. 2014, appendix C) of boxes [N, 4] relative
+/// to reference boxes [N, 4] (proposals or anchors), row by row, both (x1, y1, x2, y2): with
+/// widths w = x2 - x1, heights h = y2 - y1 and centres x1 + w / 2, y1 + h / 2,
+///   dx = wx (gx - px) / pw,  dy = wy (gy - py) / ph,  dw = ww log(gw / pw),  dh = wh log(gh / ph).
+/// Returns [N, 4] (dx, dy, dw, dh), as torchvision's BoxCoder.encode_single(boxes, reference).
+/// A composite of slice, sub, div and log: differentiable in both arguments. Boxes of zero or
+/// negative width or height give inf or NaN, as torchvision's.
+Tensor encode_boxes(const Tensor& boxes, const Tensor& reference, const BoxCoderOptions& o = {});
+
+/// The inverse of encode_boxes: deltas [N, 4] (dx, dy, dw, dh) applied to reference [N, 4] ->
+/// boxes [N, 4] (x1, y1, x2, y2), with dw / ww and dh / wh clamped to at most o.clip() before exp,
+/// as torchvision's BoxCoder.decode_single. Differentiable in the deltas (and the reference).
+Tensor decode_boxes(const Tensor& deltas, const Tensor& reference, const BoxCoderOptions& o = {});
+
+/// Boxes [N, 4] with x clamped to [0, width] and y to [0, height] (torchvision.ops.clip_boxes_to_image).
+Tensor clip_boxes(const Tensor& boxes, double width, double height);
+
+// ---- detection metrics ----
+
+/// One image's detections: boxes [D, 4] (x1, y1, x2, y2), floating scores [D], int64 labels [D].
+struct Detections {
+  Tensor boxes, scores, labels;
+};
+/// One image's ground truth: boxes [G, 4], int64 labels [G].
+struct GroundTruth {
+  Tensor boxes, labels;
+};
+
+/// Average precision of one class over a set of images, the PASCAL VOC definition (the VOC2010+
+/// devkit, VOCevaldet.m): every detection of that label, in all images, sorted by decreasing
+/// score (a stable sort: ties keep image order, then the order within the image); each in turn
+/// is compared with the image's ground-truth boxes of that label; the one of highest IoU (the
+/// first on ties) is its match if the IoU is >= iou_threshold and that box is not yet matched
+/// (a true positive, which marks it), otherwise the detection is a false positive (a duplicate
+/// of a matched box is one). With recall and precision after each detection, precision is made
+/// monotone (each value raised to the largest at any higher recall) and AP is the area under
+/// that curve over every recall step: the all-points interpolation of VOC2010 onward, not the
+/// 11-point one of VOC2007. IoU is that of box_iou (continuous coordinates: no "+ 1" pixel).
+/// Returns NaN when the class has no ground truth, 0 when it has ground truth but no detection.
+/// detections and truth hold one entry per image, in the same order. Throws tg::Error on
+/// unequal lengths, bad shapes or dtypes, NaN scores or a threshold outside (0, 1].
+double average_precision(const std::vector<Detections>& detections, const std::vector<GroundTruth>& truth,
+                         int64_t label, double iou_threshold = 0.5);
+
+/// Per-class VOC average precision and their mean (mAP).
+struct MeanAveragePrecision {
+  double map = 0;                       ///< mean of ap over the classes with ground truth (NaN if none has)
+  std::vector<double> ap;               ///< per class; NaN for a class with no ground truth (skipped)
+  std::vector<int64_t> num_truth;       ///< ground-truth boxes per class
+  std::vector<int64_t> num_detections;  ///< detections per class
+};
+
+/// average_precision of every class 0 .. num_classes - 1 and their mean over the classes that
+/// have ground truth (the VOC mAP; mAP@0.5 at the default threshold). Labels outside
+/// [0, num_classes) throw tg::Error.
+///
+///   auto m = tg::vision::mean_average_precision(dets, truth, 10);   // m.map, m.ap[c]
+MeanAveragePrecision mean_average_precision(const std::vector<Detections>& detections,
+                                            const std::vector<GroundTruth>& truth, int64_t num_classes,
+                                            double iou_threshold = 0.5);
+
+/// A copy of image [C, H, W] (floating) with the outlines of boxes [K, 4] (x1, y1, x2, y2 in
+/// pixels, x2 and y2 exclusive edges, as tg::data::Canvases gives) drawn in color (C values), each
+/// `width` pixels thick inside its box. The box covers columns round(x1) .. round(x2) - 1 and rows
+/// round(y1) .. round(y2) - 1; parts outside the image are not drawn (an edge outside it is not
+/// moved in). Off the tape (the result takes no gradient). Bad shapes, a colour of the wrong
+/// length, non-finite coordinates or width < 1 throw tg::Error.
+Tensor draw_boxes(const Tensor& image, const Tensor& boxes, const std::vector<double>& color, int64_t width = 1);
+
 // ---- region of interest pooling ----
 
 /// Options of roi_align (torchvision.ops.roi_align's arguments and defaults).
