@@ -6,10 +6,12 @@
 ///   tg::Tensor keep = tg::vision::nms(boxes, scores, 0.5);          // int64 indices
 ///   tg::Tensor crops = tg::vision::roi_align(features, rois, {7, 7}, 1.0 / 16, 2, true);
 ///   tg::Tensor cam = tg::vision::grad_cam(*net, *net->layer4, batch, 281);  // [N, H, W] in [0, 1]
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "../autograd/arg.hpp"
 #include "../autograd/tensor.hpp"
 #include "../nn/functional.hpp"
 
@@ -49,6 +51,8 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold);
 /// (torchvision's BoxCoder weights; Faster R-CNN's box head uses 10, 10, 5, 5) and the largest
 /// dw, dh that decode_boxes exponentiates (torchvision's bbox_xform_clip, log(1000 / 16)).
 class BoxCoderOptions {
+  TG_ARG(double, clip) = std::log(1000.0 / 16.0);
+
  public:
   BoxCoderOptions() = default;
   BoxCoderOptions(double wx, double wy, double ww, double wh) : weights_{wx, wy, ww, wh} {}
@@ -56,13 +60,10 @@ class BoxCoderOptions {
     weights_ = {wx, wy, ww, wh};
     return *this;
   }
-  BoxCoderOptions& clip(double v) { clip_ = v; return *this; }
   const std::vector<double>& weights() const { return weights_; }
-  double clip() const { return clip_; }
 
  private:
   std::vector<double> weights_{1.0, 1.0, 1.0, 1.0};
-  double clip_ = 4.135166556742356;  // log(1000 / 16)
 };
 
 /// The R-CNN box-regression targets (Girshick et al. 2014, appendix C) of boxes [N, 4] relative
