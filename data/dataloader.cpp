@@ -20,7 +20,7 @@
 namespace tg::data {
 namespace {
 // Streams derived from (seed, epoch): one for the order, one for the transforms.
-constexpr uint64_t kOrderStream = 0, kTransformStream = 1;
+constexpr uint64_t kOrderStream = 0, kTransformStream = 1, kBatchTransformStream = 2;
 }  // namespace
 
 struct DataLoader::Epoch {
@@ -29,8 +29,9 @@ struct DataLoader::Epoch {
   std::vector<int64_t> order;
   int64_t batch_size = 1, num_batches = 0;
   int64_t capacity = 1;
-  uint64_t transform_seed = 0;
+  uint64_t transform_seed = 0, batch_transform_seed = 0;
   Transform transform;
+  BatchTransform batch_transform;
 
   struct Slot {
     Example batch;
@@ -46,7 +47,15 @@ struct DataLoader::Epoch {
   Example make_batch(int64_t k) const {
     int64_t begin = k * batch_size, end = std::min<int64_t>(begin + batch_size, int64_t(order.size()));
     std::vector<int64_t> indices(order.begin() + begin, order.begin() + end);
-    if (!transform) return dataset->get_batch(indices);
+    Example batch = transform ? collate(transformed(indices)) : dataset->get_batch(indices);
+    if (!batch_transform) return batch;
+    // Seeded by the batch's position in the epoch: the same (seed, epoch, k) gives the same
+    // result whichever worker makes it.
+    std::mt19937_64 gen(mix_seed(batch_transform_seed, uint64_t(k)));
+    return batch_transform(std::move(batch), gen);
+  }
+
+  std::vector<Example> transformed(const std::vector<int64_t>& indices) const {
     std::vector<Example> samples;
     samples.reserve(indices.size());
     for (int64_t i : indices) {
@@ -57,7 +66,7 @@ struct DataLoader::Epoch {
       ex.data = transform(ex.data, gen);
       samples.push_back(std::move(ex));
     }
-    return collate(samples);
+    return samples;
   }
 
   void work() {
@@ -170,6 +179,8 @@ void DataLoader::start_epoch() {
   e->capacity = options_.prefetch();
   e->transform_seed = mix_seed(mix_seed(seed_, uint64_t(epoch)), kTransformStream);
   e->transform = options_.transform();
+  e->batch_transform_seed = mix_seed(mix_seed(seed_, uint64_t(epoch)), kBatchTransformStream);
+  e->batch_transform = options_.batch_transform();
   int workers = int(std::min<int64_t>(options_.num_workers(), e->num_batches));
   try {
     for (int i = 0; i < workers; ++i) e->workers.emplace_back(&Epoch::work, e.get());

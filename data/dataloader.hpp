@@ -41,6 +41,10 @@ class DataLoaderOptions {
   TG_ARG(std::shared_ptr<const Sampler>, sampler);
   /// Applied to each sample's data in a worker, with a generator seeded from (seed, epoch, index).
   TG_ARG(Transform, transform);
+  /// Applied to each whole batch (data and target, after the per-sample transform and
+  /// stacking) in a worker, with a generator seeded from (seed, epoch, batch position): mixup,
+  /// batch-wide normalisation, a change of dtype, ...
+  TG_ARG(BatchTransform, batch_transform);
 
  public:
   /// Seed of the shuffle and of the transforms. Unset, it is drawn once from the global tg

@@ -41,6 +41,38 @@ Tensor stack_field(const std::vector<Example>& samples, Tensor Example::*field, 
 
 }  // namespace
 
+Subset::Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices)
+    : dataset_(std::move(dataset)), indices_(std::move(indices)) {
+  if (!dataset_) throw Error("Subset: the dataset is null");
+  const int64_t n = dataset_->size();
+  for (size_t i = 0; i < indices_.size(); ++i)
+    if (indices_[i] < 0 || indices_[i] >= n)
+      throw Error(fmt::format("Subset: index {} (position {}) is out of range for a dataset of {} samples", indices_[i],
+                              i, n));
+}
+
+int64_t Subset::check(int64_t index) const {
+  if (index < 0 || index >= size())
+    throw Error(fmt::format("Subset: sample {} is out of range for a subset of {} samples", index, size()));
+  return indices_[size_t(index)];
+}
+
+Example Subset::get(int64_t index) const { return dataset_->get(check(index)); }
+
+Example Subset::get_batch(const std::vector<int64_t>& indices) const {
+  std::vector<int64_t> mapped;
+  mapped.reserve(indices.size());
+  for (int64_t i : indices) mapped.push_back(check(i));
+  return dataset_->get_batch(mapped);
+}
+
+std::vector<int64_t> Subset::range(int64_t n) {
+  if (n < 0) throw Error(fmt::format("Subset::range: expected n >= 0, got {}", n));
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = i;
+  return out;
+}
+
 Example collate(const std::vector<Example>& samples) {
   if (samples.empty()) throw Error("collate: expected at least one sample, got none");
   return {stack_field(samples, &Example::data, "data"), stack_field(samples, &Example::target, "target")};

@@ -10,6 +10,7 @@
 ///     }
 ///   };
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "autograd/tensor.hpp"
@@ -34,6 +35,28 @@ class Dataset {
   /// The samples at `indices` stacked along a new first dimension. The default calls get() for
   /// each index and stacks with collate().
   virtual Example get_batch(const std::vector<int64_t>& indices) const;
+};
+
+/// The samples of `dataset` at `indices`, in that order, as torch.utils.data.Subset: sample i
+/// is dataset->get(indices[i]); batches go through the dataset's own get_batch. Every index
+/// must be in [0, dataset->size()) (checked here: a tg::Error names the first one that is not).
+///
+///   auto first_1000 = std::make_shared<tg::data::Subset>(train, tg::data::Subset::range(1000));
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices);
+  int64_t size() const override { return int64_t(indices_.size()); }
+  Example get(int64_t index) const override;
+  Example get_batch(const std::vector<int64_t>& indices) const override;
+  const std::vector<int64_t>& indices() const { return indices_; }
+  const std::shared_ptr<const Dataset>& dataset() const { return dataset_; }
+  /// 0, 1, ..., n - 1: the first n samples.
+  static std::vector<int64_t> range(int64_t n);
+
+ private:
+  int64_t check(int64_t index) const;
+  std::shared_ptr<const Dataset> dataset_;
+  std::vector<int64_t> indices_;
 };
 
 /// Stacks samples into a batch: data [B, ...] and target [B, ...] (a 0-d target gives [B]).

@@ -20,11 +20,15 @@
 #include <vector>
 
 #include "autograd/tensor.hpp"
+#include "dataset.hpp"
 #include "random.hpp"
 
 namespace tg::data {
 
 using Transform = std::function<Tensor(const Tensor& image, std::mt19937_64& gen)>;
+/// A transform of a whole batch, {data [B, ...], target [B, ...]} -> a new batch (the
+/// DataLoader's batch_transform).
+using BatchTransform = std::function<Example(Example batch, std::mt19937_64& gen)>;
 
 /// (x - mean[c]) / std[c] per channel; one value applies to every channel.
 class Normalize {

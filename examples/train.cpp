@@ -65,16 +65,6 @@ class Progress {
   bool tty_, quiet_;
 };
 
-// The first n samples of a dataset (--limit).
-struct FirstN : tg::data::Dataset {
-  std::shared_ptr<const tg::data::Dataset> base;
-  int64_t n;
-  FirstN(std::shared_ptr<const tg::data::Dataset> b, int64_t count) : base(std::move(b)), n(count) {}
-  int64_t size() const override { return n; }
-  tg::data::Example get(int64_t i) const override { return base->get(i); }
-  tg::data::Example get_batch(const std::vector<int64_t>& idx) const override { return base->get_batch(idx); }
-};
-
 struct Evaluation {
   double loss = 0, acc = 0, top5 = 0;
   Tensor confusion;
@@ -281,7 +271,8 @@ int main(int argc, char** argv) {
 
     auto train_set = std::make_shared<tg::data::MNIST>(a.data, tg::data::Split::Train);
     std::shared_ptr<const tg::data::Dataset> train_data = train_set;
-    if (a.limit > 0 && a.limit < train_set->size()) train_data = std::make_shared<FirstN>(train_set, a.limit);
+    if (a.limit > 0 && a.limit < train_set->size())
+      train_data = std::make_shared<tg::data::Subset>(train_set, tg::data::Subset::range(a.limit));
     tg::data::Transform augment = normalize;
     if (a.augment) augment = tg::data::Compose({tg::data::RandomCrop(28, 2), tg::data::RandomHorizontalFlip(), normalize});
     // Distributed, each rank reads its shard of each epoch's order (the same permutation on every

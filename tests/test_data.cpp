@@ -1034,3 +1034,68 @@ TEST_CASE("data: Canvases reject bad options and bad sources with tg::Errors tha
   Range range(5);  // [1] float data, not an image
   CHECK(thrown([&] { data::Canvases(range, 1); }).find("[1, h, w] image") != std::string::npos);
 }
+
+// ---- Subset and batch transforms ----
+
+TEST_CASE("data: Subset picks samples by index, batches through the dataset, and checks its indices") {
+  auto range = std::make_shared<Range>(10);
+  data::Subset sub(range, {7, 2, 2, 9});
+  CHECK(sub.size() == 4);
+  CHECK(sub.get(0).target.item<int64_t>() == 7);
+  CHECK(sub.get(3).data.to_vector<double>() == std::vector<double>{9, -9});
+  auto batch = sub.get_batch({1, 0, 3});
+  CHECK(batch.target.to_vector<int64_t>() == std::vector<int64_t>{2, 7, 9});
+  CHECK(data::Subset::range(3) == std::vector<int64_t>{0, 1, 2});
+  data::Subset first(range, data::Subset::range(4));
+  data::DataLoader loader(std::make_shared<data::Subset>(first), data::DataLoaderOptions().batch_size(3).num_workers(0));
+  CHECK(flat(epoch_of(loader)) == std::vector<int64_t>{0, 1, 2, 3});
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const tg::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message([&] { data::Subset(range, {0, 10}); }).find("index 10 (position 1) is out of range") !=
+        std::string::npos);
+  CHECK(message([&] { sub.get(4); }).find("sample 4 is out of range for a subset of 4") != std::string::npos);
+  CHECK(message([&] { data::Subset(nullptr, {}); }).find("null") != std::string::npos);
+}
+
+TEST_CASE("data: a batch transform sees whole batches, seeded by (seed, epoch, batch), on any worker count") {
+  auto range = std::make_shared<Range>(20);
+  // Adds a per-batch random offset to the data and doubles the targets.
+  data::BatchTransform shift = [](data::Example b, std::mt19937_64& gen) {
+    b.data = b.data + double(data::uniform_int(gen, 0, 1000));
+    b.target = b.target * 2;
+    return b;
+  };
+  auto run = [&](int workers) {
+    data::DataLoader loader(range, data::DataLoaderOptions().batch_size(6).shuffle(true).seed(3).num_workers(workers)
+                                       .batch_transform(shift));
+    std::vector<Batches> epochs;
+    for (int e = 0; e < 2; ++e) epochs.push_back(epoch_of(loader));
+    return epochs;
+  };
+  std::vector<Batches> a = run(0), b = run(2), c = run(3);
+  CHECK(a[0] == b[0]);
+  CHECK(a[1] == c[1]);
+  CHECK(!(a[0] == a[1]));
+  for (size_t k = 0; k < a[0].target.size(); ++k) {
+    const auto& d = a[0].data[k];
+    const auto& t = a[0].target[k];
+    REQUIRE(d.size() == 2 * t.size());
+    // data = {i + s, -i + s} with target 2i: one offset s per batch.
+    const double s = d[0] - double(t[0] / 2);
+    for (size_t j = 0; j < t.size(); ++j) {
+      CHECK(t[j] % 2 == 0);
+      CHECK(d[2 * j] == double(t[j] / 2) + s);
+      CHECK(d[2 * j + 1] == -double(t[j] / 2) + s);
+    }
+  }
+  // A batch transform that throws reaches the caller.
+  data::DataLoader bad(range, data::DataLoaderOptions().batch_size(5).batch_transform(
+                                  [](data::Example, std::mt19937_64&) -> data::Example { throw tg::Error("no"); }));
+  CHECK_THROWS_AS(epoch_of(bad), tg::Error);
+}
