@@ -19,8 +19,6 @@
 //
 // Writes metrics.csv (the training log), ap.csv (AP per class), detection.safetensors and
 // detection.png (true boxes green, detections with --draw-score or more red with class and score).
-#include <stb/stb_truetype.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -35,6 +33,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <tapegrad.hpp>
+
+#include "text.hpp"
 
 namespace {
 
@@ -193,53 +193,6 @@ V::Detections postprocess(const std::vector<float>& probs, const Tensor& deltas,
   return {tg::tensor(ob, {n, 4}, tg::kFloat32), tg::tensor(os, {n}, tg::kFloat32), tg::tensor(ol, {n}, tg::kInt64)};
 }
 
-// Text with stb_truetype (Debian's libstb-dev), as tapegrad-gradcam draws its labels.
-class Font {
- public:
-  explicit Font(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw tg::Error(fmt::format("tapegrad-detection: cannot open font '{}'", path));
-    data_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    if (!stbtt_InitFont(&info_, reinterpret_cast<const unsigned char*>(data_.data()), 0))
-      throw tg::Error(fmt::format("tapegrad-detection: '{}' is not a TrueType font", path));
-  }
-  // Draws text into img [3, H, W] (float32, contiguous) with its baseline at (x, y).
-  void draw(Tensor& img, const std::string& text, int x, int y, float px, const float rgb[3]) const {
-    const int64_t h = img.size(1), w = img.size(2);
-    float* p = img.data_ptr<float>();
-    const float scale = stbtt_ScaleForPixelHeight(&info_, px);
-    float pen = float(x);
-    for (size_t i = 0; i < text.size(); ++i) {
-      const int ch = static_cast<unsigned char>(text[i]);
-      int adv = 0, lsb = 0, x0 = 0, y0 = 0, x1 = 0, y1 = 0;
-      stbtt_GetCodepointHMetrics(&info_, ch, &adv, &lsb);
-      stbtt_GetCodepointBitmapBox(&info_, ch, scale, scale, &x0, &y0, &x1, &y1);
-      const int gw = x1 - x0, gh = y1 - y0;
-      if (gw > 0 && gh > 0) {
-        std::vector<unsigned char> bmp(size_t(gw * gh));
-        stbtt_MakeCodepointBitmap(&info_, bmp.data(), gw, gh, gw, scale, scale, ch);
-        for (int yy = 0; yy < gh; ++yy)
-          for (int xx = 0; xx < gw; ++xx) {
-            const int64_t px_x = int64_t(std::lround(pen)) + x0 + xx, px_y = y + y0 + yy;
-            const float alpha = bmp[size_t(yy * gw + xx)] / 255.0f;
-            if (alpha <= 0 || px_x < 0 || px_y < 0 || px_x >= w || px_y >= h) continue;
-            for (int c = 0; c < 3; ++c) {
-              float& v = p[(c * h + px_y) * w + px_x];
-              v = (1 - alpha) * v + alpha * rgb[c];
-            }
-          }
-      }
-      pen += float(adv) * scale;
-      if (i + 1 < text.size())
-        pen += scale * float(stbtt_GetCodepointKernAdvance(&info_, ch, static_cast<unsigned char>(text[i + 1])));
-    }
-  }
-
- private:
-  std::string data_;
-  stbtt_fontinfo info_{};
-};
-
 // The first canvases 4x enlarged, true boxes in green, detections with score >= draw_score in
 // red with "class score" above them; 4 columns.
 void write_picture(const std::string& path, const tg::data::Canvases& canvases, const std::vector<V::Detections>& det,
@@ -249,7 +202,7 @@ void write_picture(const std::string& path, const tg::data::Canvases& canvases, 
   const int64_t mw = cols * cell + (cols + 1) * gap, mh = rows * cell + (rows + 1) * gap;
   Tensor montage = tg::full({3, mh, mw}, 0.25);
   float* m = montage.data_ptr<float>();
-  const Font font(a.font);
+  const examples::Font font(a.font, "tapegrad-detection");
   const auto& names = tg::data::fashion_mnist_classes();
   const float red[3] = {1.0f, 0.25f, 0.25f};
   for (int64_t i = 0; i < n; ++i) {

@@ -12,8 +12,6 @@
 //     with freshly initialised weights must differ from the trained model's (Spearman rank
 //     correlation of the two maps, per image, averaged); a method whose maps survive
 //     randomisation shows the input, not what the model learned.
-#include <stb/stb_truetype.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +27,7 @@
 
 #include "cli_flags.hpp"
 #include "models.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -175,44 +174,6 @@ void jet(float v, float* r, float* g, float* b) {
   *b = ramp(4 * v - 1);
 }
 
-class Font {
- public:
-  explicit Font(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw tg::Error(fmt::format("tapegrad-gradcam: cannot open font '{}'", path));
-    data_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    if (!stbtt_InitFont(&info_, reinterpret_cast<const unsigned char*>(data_.data()), 0))
-      throw tg::Error(fmt::format("tapegrad-gradcam: '{}' is not a TrueType font", path));
-  }
-  // Draws text with its baseline at (x, y), `px` pixels high.
-  void draw(Canvas& c, const std::string& text, int x, int y, float px, float r, float g, float b) const {
-    const float scale = stbtt_ScaleForPixelHeight(&info_, px);
-    float pen = float(x);
-    for (size_t i = 0; i < text.size(); ++i) {
-      const int ch = static_cast<unsigned char>(text[i]);
-      int adv = 0, lsb = 0, x0 = 0, y0 = 0, x1 = 0, y1 = 0;
-      stbtt_GetCodepointHMetrics(&info_, ch, &adv, &lsb);
-      stbtt_GetCodepointBitmapBox(&info_, ch, scale, scale, &x0, &y0, &x1, &y1);
-      const int gw = x1 - x0, gh = y1 - y0;
-      if (gw > 0 && gh > 0) {
-        std::vector<unsigned char> bmp(size_t(gw * gh));
-        stbtt_MakeCodepointBitmap(&info_, bmp.data(), gw, gh, gw, scale, scale, ch);
-        for (int yy = 0; yy < gh; ++yy)
-          for (int xx = 0; xx < gw; ++xx)
-            if (bmp[size_t(yy * gw + xx)])
-              c.set(int64_t(std::lround(pen)) + x0 + xx, y + y0 + yy, r, g, b, bmp[size_t(yy * gw + xx)] / 255.0f);
-      }
-      pen += float(adv) * scale;
-      if (i + 1 < text.size())
-        pen += scale * float(stbtt_GetCodepointKernAdvance(&info_, ch, static_cast<unsigned char>(text[i + 1])));
-    }
-  }
-
- private:
-  std::string data_;
-  stbtt_fontinfo info_{};
-};
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -297,7 +258,7 @@ int main(int argc, char** argv) try {
   const int64_t k = montage_maps.size(0), cols = std::min<int64_t>(4, k), rows = (k + cols - 1) / cols;
   const int64_t zoom = 4, side = 28 * zoom, cell_w = 2 * side + 12, cell_h = side + 34;
   Canvas canvas(cols * cell_w + 8, rows * cell_h + 8);
-  const Font font(a.font);
+  const examples::Font font(a.font, "tapegrad-gradcam");
   const std::vector<float> img = montage_images.to_vector<float>(), cam = montage_maps.to_vector<float>();
   for (int64_t i = 0; i < k; ++i) {
     const int64_t ox = 8 + (i % cols) * cell_w, oy = 8 + (i / cols) * cell_h;
@@ -312,9 +273,14 @@ int main(int argc, char** argv) try {
         canvas.set(ox + side + 4 + x, oy + y, r, g, b, 0.5f);
       }
     const bool ok = montage_true[size_t(i)] == montage_pred[size_t(i)];
-    font.draw(canvas, "true: " + names[size_t(montage_true[size_t(i)])], int(ox), int(oy + side + 13), 12, 0, 0, 0);
-    font.draw(canvas, "pred: " + names[size_t(montage_pred[size_t(i)])], int(ox), int(oy + side + 27), 12,
-              ok ? 0.0f : 0.8f, ok ? 0.5f : 0.0f, 0.0f);
+    const float black[3] = {0, 0, 0}, green[3] = {0.0f, 0.5f, 0.0f}, red[3] = {0.8f, 0.0f, 0.0f};
+    auto label = [&](const std::string& text, int64_t y, const float* rgb) {
+      font.draw(text, int(ox), int(y), 12, [&](int64_t X, int64_t Y, float alpha) {
+        canvas.set(X, Y, rgb[0], rgb[1], rgb[2], alpha);
+      });
+    };
+    label("true: " + names[size_t(montage_true[size_t(i)])], oy + side + 13, black);
+    label("pred: " + names[size_t(montage_pred[size_t(i)])], oy + side + 27, ok ? green : red);
   }
   tg::vision::write_png(a.out, canvas.tensor());
   std::cout << "wrote " << a.out << " (" << k << " test images, heat maps for the predicted class)\n";
