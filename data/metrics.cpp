@@ -138,7 +138,7 @@ std::vector<double> square(const char* op, const Tensor& confusion, int64_t& c) 
 Tensor iou(const Tensor& confusion) {
   int64_t c = 0;
   const std::vector<double> m = square("iou", confusion, c);
-  std::vector<double> out(size_t(c));
+  std::vector<double> out(static_cast<size_t>(c));
   for (int64_t k = 0; k < c; ++k) {
     double row = 0, col = 0;
     for (int64_t j = 0; j < c; ++j) row += m[size_t(k * c + j)], col += m[size_t(j * c + k)];

@@ -20,6 +20,7 @@
 // train pixels of class c.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -57,7 +58,8 @@ const char* const kUsage =
     "  --batch N             canvases per step (default 32)\n"
     "  --lr X                Adam's learning rate (default 0.002)\n"
     "  --width N             channels of the first stage, w (default 16)\n"
-    "  --weighting W         class weights of the loss: median (median frequency) or none (default median)\n"
+    "  --weighting W         class weights of the loss: median (median frequency balancing), sqrt (its\n"
+    "                        square root) or none (default median)\n"
     "  --show N              test canvases in segmentation.png (default 8)\n"
     "  --seed N              seed of the canvases, the weights and the order (default 1)\n"
     "  --threads N           threads of the library (default 2)\n"
@@ -108,7 +110,8 @@ struct UNet : nn::Module {
   }
 };
 
-// Median frequency balancing over the classes present in the train masks (absent ones get 0).
+// Median frequency balancing over the classes present in the train masks (absent ones get 0),
+// or its square root (a milder correction), or none.
 std::vector<double> class_weights(const Tensor& masks, const std::string& weighting, std::vector<int64_t>& counts) {
   counts.assign(kClasses, 0);
   const int64_t* m = masks.data_ptr<int64_t>();
@@ -120,8 +123,10 @@ std::vector<double> class_weights(const Tensor& masks, const std::string& weight
     if (c > 0) freq.push_back(double(c) / double(masks.numel()));
   std::sort(freq.begin(), freq.end());
   const double median = freq.size() % 2 ? freq[freq.size() / 2] : 0.5 * (freq[freq.size() / 2 - 1] + freq[freq.size() / 2]);
-  for (int64_t c = 0; c < kClasses; ++c)
-    w[size_t(c)] = counts[size_t(c)] > 0 ? median / (double(counts[size_t(c)]) / double(masks.numel())) : 0.0;
+  for (int64_t c = 0; c < kClasses; ++c) {
+    const double mf = counts[size_t(c)] > 0 ? median / (double(counts[size_t(c)]) / double(masks.numel())) : 0.0;
+    w[size_t(c)] = weighting == "sqrt" ? std::sqrt(mf) : mf;
+  }
   return w;
 }
 
@@ -189,7 +194,9 @@ int run(const Args& a) {
 
   std::vector<int64_t> counts;
   const std::vector<double> w = class_weights(train.masks(), a.weighting, counts);
-  fmt::print("class weights ({}):\n", a.weighting == "none" ? "none, every class 1" : "median frequency balancing");
+  fmt::print("class weights ({}):\n", a.weighting == "none"     ? "none, every class 1"
+                                       : a.weighting == "sqrt" ? "square root of median frequency balancing"
+                                                               : "median frequency balancing");
   for (int64_t c = 0; c < kClasses; ++c)
     fmt::print("  {:2d} {:<12} {:6.2f}% of train pixels  weight {:.3f}\n", c, kNames[c],
                100.0 * double(counts[size_t(c)]) / double(train.masks().numel()), w[size_t(c)]);
@@ -263,6 +270,7 @@ int run(const Args& a) {
 int main(int argc, char** argv) {
   Args a;
   CLI::App app("tapegrad-segmentation");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   app.add_option("--data", a.data);
   app.add_option("--out", a.out);
   app.add_option("--train-canvases", a.train_canvases)->check(cli_flags::positive_integer("--train-canvases"));
@@ -273,7 +281,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", a.batch)->check(cli_flags::positive_integer("--batch"));
   app.add_option("--lr", a.lr)->check(cli_flags::positive_number("--lr"));
   app.add_option("--width", a.width)->check(cli_flags::positive_integer("--width"));
-  app.add_option("--weighting", a.weighting)->check(CLI::IsMember({"median", "none"}));
+  app.add_option("--weighting", a.weighting)->check(CLI::IsMember({"median", "sqrt", "none"}));
   app.add_option("--show", a.show)->check(cli_flags::positive_integer("--show"));
   app.add_option("--seed", a.seed);
   app.add_option("--threads", a.threads)->check(cli_flags::positive_integer("--threads"));

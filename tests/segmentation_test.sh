@@ -22,7 +22,7 @@ grep -q '^class weights (median frequency balancing):' "$work/log.txt" || fail "
 grep -E '^ +0 background .* weight 0\.[0-9]+$' "$work/log.txt" >/dev/null || fail "background weight not < 1"
 [[ $(grep -c '^epoch [12]  3 steps  train loss [0-9.]*  .* test pixel accuracy 0\.[0-9]*  mean IoU [01]\.[0-9]*$' \
       "$work/log.txt") -eq 2 ]] || fail "expected 2 epoch lines"
-[[ $(grep -c ' IoU [01]\.[0-9]*  *[0-9]* px  recall ' "$work/log.txt") -eq 11 ]] || fail "expected 11 per-class rows"
+[[ $(grep -cE ' IoU ([01]\.[0-9]{4}|nan) +[0-9]+ px  recall ' "$work/log.txt") -eq 11 ]] || fail "expected 11 per-class rows"
 grep -q '^test: pixel accuracy 0\.[0-9]*, mean IoU [01]\.[0-9]* (over the classes present)' "$work/log.txt" \
   || fail "no final metrics"
 python3 - "$work/a" <<'PY' || fail "outputs are not well-formed"
@@ -54,6 +54,17 @@ grep -q '^class weights (none, every class 1):' "$work/none.txt" || fail "--weig
 [[ $(grep -c 'weight 1\.000$' "$work/none.txt") -eq 11 ]] || fail "--weighting none: weights not 1"
 [[ $(sed -n 2p "$work/c/metrics.csv" | cut -d, -f3) != $(sed -n 2p "$work/a/metrics.csv" | cut -d, -f3) ]] \
   || fail "the weighted and unweighted losses are equal"
+# The square root of median-frequency weights: background's weight is the square root of its median one.
+"$seg" "${small[@]}" --weighting sqrt --epochs 1 --steps 1 --out "$work/d" >"$work/sqrt.txt"
+grep -q '^class weights (square root of median frequency balancing):' "$work/sqrt.txt" || fail "--weighting sqrt"
+python3 - "$work/log.txt" "$work/sqrt.txt" <<'PY' || fail "--weighting sqrt: not the square roots"
+import re, sys
+def weights(path):
+    return [float(m.group(1)) for m in re.finditer(r"weight ([0-9.]+)$", open(path).read(), re.M)]
+med, sq = weights(sys.argv[1]), weights(sys.argv[2])
+assert len(med) == len(sq) == 11
+assert all(abs(s * s - m) < 6e-4 + 1.1e-3 * s for m, s in zip(med, sq)), (med, sq)  # both printed to 3 decimals
+PY
 for bad in "--epochs 0" "--steps -1" "--batch x" "--lr abc" "--size 30" "--size 66" "--weighting inverse" \
            "--bogus 3" "--train-canvases"; do
   set +e
