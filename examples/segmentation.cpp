@@ -20,6 +20,7 @@
 // train pixels of class c.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -241,6 +242,7 @@ int run(const Args& a) {
     csv << fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.2f}\n", epoch, steps, total / double(steps), pix, miou,
                        train_seconds);
     csv.flush();
+    std::fflush(stdout);  // progress shows when stdout is a file
   }
 
   if (cm.defined()) {
