@@ -255,10 +255,13 @@ int run(const Args& a) {
       fmt::print("  {:2d} {:<12} IoU {:.4f}  {:8d} px  recall {:.4f}\n", c, kNames[c], iou[size_t(c)], row,
                  row > 0 ? double(m[size_t(c * kClasses + c)]) / double(row) : 0.0);
     }
+    double items = 0;  // the mean of the item classes' IoU above (background left out)
+    int64_t defined = 0;
+    for (int64_t c = 1; c < kClasses; ++c)
+      if (!std::isnan(iou[size_t(c)])) items += iou[size_t(c)], ++defined;
     fmt::print("test: pixel accuracy {:.4f}, mean IoU {:.4f} (over the classes present), mean IoU of the 10 item "
                "classes {:.4f}\n",
-               tg::metrics::pixel_accuracy(cm), tg::metrics::mean_iou(cm),
-               tg::metrics::mean_iou(cm.narrow(0, 1, kClasses - 1).narrow(1, 1, kClasses - 1)));
+               tg::metrics::pixel_accuracy(cm), tg::metrics::mean_iou(cm), items / double(std::max<int64_t>(1, defined)));
   }
   const std::string png = (fs::path(a.out) / "segmentation.png").string();
   write_montage(png, *net, test, a.show);

@@ -25,6 +25,14 @@ grep -E '^ +0 background .* weight 0\.[0-9]+$' "$work/log.txt" >/dev/null || fai
 [[ $(grep -cE ' IoU ([01]\.[0-9]{4}|nan) +[0-9]+ px  recall ' "$work/log.txt") -eq 11 ]] || fail "expected 11 per-class rows"
 grep -q '^test: pixel accuracy 0\.[0-9]*, mean IoU [01]\.[0-9]* (over the classes present)' "$work/log.txt" \
   || fail "no final metrics"
+python3 - "$work/log.txt" <<'PY' || fail "the mean IoUs are not the means of the per-class IoUs"
+import math, re, sys
+text = open(sys.argv[1]).read()
+iou = [float(v) for v in re.findall(r"IoU ([0-9.]+|nan) +[0-9]+ px", text)]
+m = re.search(r"mean IoU ([0-9.]+) \(over the classes present\), mean IoU of the 10 item classes ([0-9.]+)", text)
+mean = lambda xs: sum(x for x in xs if not math.isnan(x)) / sum(1 for x in xs if not math.isnan(x))
+assert len(iou) == 11 and abs(mean(iou) - float(m.group(1))) < 2e-4 and abs(mean(iou[1:]) - float(m.group(2))) < 2e-4, (iou, m.groups())
+PY
 python3 - "$work/a" <<'PY' || fail "outputs are not well-formed"
 import csv, json, struct, sys
 d = sys.argv[1]
