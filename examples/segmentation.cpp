@@ -14,8 +14,8 @@
 //   up1        bilinear x 2 then conv3x3 2w -> w ("upsample + convolution"), 32 -> 64
 //   dec1       cat(up1, skip 1), conv3x3-BN-ReLU x 2, 2w -> w
 //   head       conv1x1 w -> 11 logits per pixel
-// Background is most of every canvas, so an unweighted loss is content to predict background
-// near items' edges and for faint items; --weighting median weighs each class by median
+// Background is most of every canvas and dominates an unweighted loss (docs/applications.md
+// measures what the weights change); --weighting median weighs each class by median
 // frequency balancing (Eigen and Fergus 2015): w_c = median_c(f_c) / f_c, f_c the fraction of
 // train pixels of class c.
 #include <algorithm>
