@@ -15,11 +15,14 @@
 #include <fstream>
 #include <numeric>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <tapegrad.hpp>
+
+#include "golden_io.hpp"
 
 namespace data = tg::data;
 namespace fs = std::filesystem;
@@ -915,6 +918,96 @@ TEST_CASE("data: confusion_matrix rows are the true class") {
   CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred, target, 2), tg::Error);  // class 2 out of range
   CHECK_THROWS_AS(tg::metrics::confusion_matrix(tg::tensor(v, {7, 3}), target, 4), tg::Error);
   CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred, target, 0), tg::Error);
+}
+
+namespace {
+
+// tests/golden/metrics.txt (tests/golden/generate_metrics.py): per case, the inputs of
+// confusion_matrix and four outputs: the confusion matrix, iou, mean_iou, pixel_accuracy.
+struct MetricsCase {
+  std::string name;
+  std::vector<Tensor> inputs, outputs;
+};
+
+std::vector<MetricsCase> metrics_cases() {
+  std::ifstream f(std::string(TAPEGRAD_GOLDEN_DIR) + "/metrics.txt");
+  REQUIRE(f);
+  std::vector<MetricsCase> cases;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream is(line);
+    std::string kind;
+    is >> kind;
+    if (kind == "case") cases.emplace_back(), is >> cases.back().name;
+    else if (kind == "input") cases.back().inputs.push_back(golden::parse_tensor(is));
+    else if (kind == "output") cases.back().outputs.push_back(golden::parse_tensor(is));
+  }
+  return cases;
+}
+
+}  // namespace
+
+TEST_CASE("data: segmentation metrics against PyTorch (confusion_matrix on [N, C, H, W], iou, mean_iou)") {
+  const auto cases = metrics_cases();
+  REQUIRE(cases.size() == 2);
+  for (const MetricsCase& c : cases) {
+    CAPTURE(c.name);
+    REQUIRE(c.inputs.size() == 2);
+    REQUIRE(c.outputs.size() == 4);
+    const int64_t k = c.outputs[0].size(0);
+    for (tg::Dtype dt : {tg::kFloat64, tg::kFloat32}) {
+      const Tensor scores = c.inputs[0].dtype() == tg::kInt64 ? c.inputs[0] : c.inputs[0].to(dt);
+      const Tensor cm = tg::metrics::confusion_matrix(scores, c.inputs[1], k);
+      CHECK(cm.dtype() == tg::kInt64);
+      CHECK(cm.to_vector<int64_t>() == c.outputs[0].to_vector<int64_t>());
+      CHECK(golden::mismatch(tg::metrics::iou(cm), c.outputs[1], 1e-12, 1e-12) <= 1.0);
+      CHECK(tg::metrics::mean_iou(cm) == doctest::Approx(c.outputs[2].item<double>()).epsilon(1e-12));
+      CHECK(tg::metrics::pixel_accuracy(cm) == doctest::Approx(c.outputs[3].item<double>()).epsilon(1e-12));
+    }
+  }
+  // The absent class has a NaN IoU and is left out of the mean; the predicted-only class counts as 0.
+  const Tensor iou = tg::metrics::iou(tg::metrics::confusion_matrix(cases[1].inputs[0], cases[1].inputs[1], 5));
+  CHECK(std::isnan(iou.to_vector<double>()[3]));
+  CHECK(iou.to_vector<double>()[4] == 0.0);
+}
+
+TEST_CASE("data: segmentation metrics by hand and bad input") {
+  // 2 x 2 image, 3 classes: target [[0, 0], [1, 2]], prediction [[0, 1], [1, 1]].
+  const Tensor target = tg::tensor({0, 0, 1, 2}, {1, 2, 2}, tg::kInt64);
+  const Tensor pred = tg::tensor({0, 1, 1, 1}, {1, 2, 2}, tg::kInt64);
+  const Tensor cm = tg::metrics::confusion_matrix(pred, target, 3);
+  CHECK(cm.to_vector<int64_t>() == std::vector<int64_t>{1, 1, 0, 0, 1, 0, 0, 1, 0});
+  // class 0: 1 / (2 + 1 - 1); class 1: 1 / (1 + 3 - 1); class 2: 0 / (1 + 0 - 0)
+  const std::vector<double> iou = tg::metrics::iou(cm).to_vector<double>();
+  CHECK(iou[0] == doctest::Approx(0.5));
+  CHECK(iou[1] == doctest::Approx(1.0 / 3.0));
+  CHECK(iou[2] == 0.0);
+  CHECK(tg::metrics::mean_iou(cm) == doctest::Approx((0.5 + 1.0 / 3.0) / 3.0));
+  CHECK(tg::metrics::pixel_accuracy(cm) == doctest::Approx(0.5));
+  // One-hot scores [N, C, H, W] give the same matrix; ties go to the lower class, as argmax.
+  std::vector<double> v(12, 0.0);
+  const std::vector<int64_t> p = pred.to_vector<int64_t>();
+  for (size_t i = 0; i < 4; ++i) v[size_t(p[i]) * 4 + i] = 1.0;
+  CHECK(tg::metrics::confusion_matrix(tg::tensor(v, {1, 3, 2, 2}), target, 3).to_vector<int64_t>() ==
+        cm.to_vector<int64_t>());
+  CHECK(tg::metrics::confusion_matrix(tg::zeros({1, 3, 2, 2}), target, 3).to_vector<int64_t>() ==
+        std::vector<int64_t>{2, 0, 0, 1, 0, 0, 1, 0, 0});
+
+  CHECK_THROWS_AS(tg::metrics::confusion_matrix(tg::zeros({1, 4, 2, 2}), target, 3), tg::Error);  // C != classes
+  CHECK_THROWS_AS(tg::metrics::confusion_matrix(tg::zeros({1, 3, 2, 3}), target, 3), tg::Error);  // H, W differ
+  CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred.reshape({1, 4}), target, 3), tg::Error);
+  CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred, target, 2), tg::Error);  // class 2 out of range
+  CHECK_THROWS_AS(tg::metrics::confusion_matrix(pred, target, 0), tg::Error);
+  CHECK_THROWS_AS(tg::metrics::iou(tg::zeros({2, 3}, tg::kInt64)), tg::Error);
+  CHECK_THROWS_AS(tg::metrics::iou(tg::tensor({1, -1, 0, 1}, {2, 2}, tg::kInt64)), tg::Error);
+  CHECK_THROWS_AS(tg::metrics::mean_iou(tg::zeros({3, 3}, tg::kInt64)), tg::Error);
+  CHECK_THROWS_AS(tg::metrics::pixel_accuracy(tg::zeros({3, 3}, tg::kInt64)), tg::Error);
+  try {
+    tg::metrics::confusion_matrix(tg::zeros({1, 4, 2, 2}), target, 3);
+  } catch (const tg::Error& e) {
+    CHECK(std::string(e.what()).find("[1, 3, 2, 2]") != std::string::npos);
+    CHECK(std::string(e.what()).find("[1, 4, 2, 2]") != std::string::npos);
+  }
 }
 
 // ---- canvases (segmentation and detection data) ----
