@@ -219,7 +219,9 @@ TEST_CASE("encode_boxes / decode_boxes / clip_boxes: torchvision's BoxCoder and 
   const Tensor& codes = g("coder.codes");
   const std::vector<std::pair<std::string, V::BoxCoderOptions>> coders{{"w1", V::BoxCoderOptions()},
                                                                        {"w10", V::BoxCoderOptions(10, 10, 5, 5)}};
-  for (const auto& [name, o] : coders) {
+  for (const auto& coder : coders) {
+    const std::string& name = coder.first;  // not a structured binding: INFO captures it in a lambda
+    const V::BoxCoderOptions& o = coder.second;
     INFO("weights ", name);
     const Tensor e = V::encode_boxes(b, p, o), d = V::decode_boxes(codes, p, o);
     REQUIRE(e.shape() == g("coder.encoded_" + name).shape());
